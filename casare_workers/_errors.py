@@ -1,0 +1,93 @@
+"""Exceptions raised by casare_workers.
+
+The user's own exceptions are never wrapped: ``handle.result()`` and ``await handle``
+re-raise the original exception object, traceback included.  The classes below are
+raised by the library itself, each mixing in the builtin it refines so existing
+``except`` clauses keep working::
+
+    Exception
+     └── CasareWorkersError
+          ├── BrokenBindingError          (ImportError)    the Qt binding drops references
+          ├── ConfigurationError          (ValueError)     a size, timeout or option is invalid
+          ├── UnknownPoolError            (LookupError)    no pool has that name
+          ├── ManagerShutdownError        (RuntimeError)   work submitted after shutdown()
+          ├── AlreadyStartedError         (RuntimeError)   a worker or job started twice
+          ├── BlockingCallError           (RuntimeError)   a wait that would freeze the GUI
+          ├── NoApplicationError          (RuntimeError)   no QCoreApplication to deliver to
+          ├── TaskTimeoutError            (TimeoutError)   a task ran past its timeout
+          └── TaskCancelledError          (concurrent.futures.CancelledError)
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+__all__ = (
+    "AlreadyStartedError",
+    "BlockingCallError",
+    "BrokenBindingError",
+    "CasareWorkersError",
+    "ConfigurationError",
+    "ManagerShutdownError",
+    "NoApplicationError",
+    "TaskCancelledError",
+    "TaskTimeoutError",
+    "UnknownPoolError",
+)
+
+
+class CasareWorkersError(Exception):
+    """Base class of every exception raised by casare_workers itself."""
+
+
+class BrokenBindingError(CasareWorkersError, ImportError):
+    """Raised at import when the installed Qt binding corrupts reference counts.
+
+    The self-check emits a few signals and watches ``sys.getrefcount(True)``; PySide6
+    6.12.0 on CPython 3.11 loses one reference per emit and would abort the interpreter
+    later with ``Fatal Python error: bool_dealloc``.  The message names the fix.
+    """
+
+
+class ConfigurationError(CasareWorkersError, ValueError):
+    """Raised when a pool size, timeout, priority or other option is invalid."""
+
+
+class UnknownPoolError(CasareWorkersError, LookupError):
+    """Raised when work is submitted to a pool name the manager does not have."""
+
+
+class ManagerShutdownError(CasareWorkersError, RuntimeError):
+    """Raised by ``submit``/``map``/``start`` after the manager was shut down."""
+
+
+class AlreadyStartedError(CasareWorkersError, RuntimeError):
+    """Raised when a ``Worker`` (or a long job) is started a second time."""
+
+
+class BlockingCallError(CasareWorkersError, RuntimeError):
+    """Raised instead of blocking the GUI thread (or an event loop) on itself.
+
+    For example ``handle.result()`` with no timeout on the GUI thread while the task is
+    still running: the window would freeze.  Connect to the handle's signals, use
+    ``handle.then(...)`` or ``await handle`` instead.
+    """
+
+
+class NoApplicationError(CasareWorkersError, RuntimeError):
+    """Raised when delivery to the GUI thread is needed but no QCoreApplication exists."""
+
+
+class TaskTimeoutError(CasareWorkersError, TimeoutError):
+    """The error a task ends with when it runs longer than its ``timeout``.
+
+    A Python thread cannot be killed: the function keeps running until it returns or
+    checks ``ctx.cancelled``; its eventual result is discarded.
+    """
+
+
+class TaskCancelledError(CasareWorkersError, concurrent.futures.CancelledError):
+    """Raised by ``ctx.raise_if_cancelled()`` and by ``result()`` of a cancelled task.
+
+    It is a ``concurrent.futures.CancelledError``, so existing handlers keep working.
+    """

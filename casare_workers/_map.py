@@ -1,0 +1,192 @@
+"""``map``: one task over many items, chunked automatically, results in order.
+
+The seed note's rule is that pools do not pay for sub-millisecond tasks.  So ``map``
+does not create one task per item: it queues up to ``max_workers`` *runners* that claim
+chunks of indices from a shared cursor.  The first chunk is one item; each runner then
+sizes its next chunk so that it takes about :data:`TARGET_CHUNK_SECONDS`, growing at most
+4x per step and never taking more than its share of what is left (so the tail stays
+balanced).  Progress is ``(items done, total)`` through the usual coalescing.
+
+The whole map is one task: one ``result`` (the list, in input order), one ``error``
+(the first exception, with a note naming the item index), or ``cancelled``.
+Cancellation is checked between chunks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from ._engine import DeliveryEngine
+from ._state import TaskState
+from ._task import TaskHandle
+
+if TYPE_CHECKING:
+    from ._threadpool import ThreadPool
+
+__all__ = ("MapHandle",)
+
+R = TypeVar("R")
+
+#: Wall time a chunk aims for: short enough for prompt cancellation and balance,
+#: long enough that per-chunk costs (locking, progress) vanish.
+TARGET_CHUNK_SECONDS = 0.002
+
+_QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
+_SUCCEEDED, _FAILED = TaskState.SUCCEEDED, TaskState.FAILED
+
+
+class _Runner:
+    """One pool item of a map; several run the same map concurrently."""
+
+    __slots__ = ("_task",)
+
+    def __init__(self, task: MapHandle[Any]) -> None:
+        self._task = task
+
+    def _pool_run(self) -> None:
+        self._task._run_chunks()
+
+
+class MapHandle(TaskHandle[list[R]]):
+    """The handle of a ``map``: a :class:`TaskHandle` whose result is the list of results.
+
+    ``progress`` reports ``(items done, total)``.
+    """
+
+    __slots__ = (
+        "_chunk",
+        "_chunks",
+        "_completed",
+        "_fixed_chunk",
+        "_items",
+        "_n",
+        "_next",
+        "_per_item",
+        "_results",
+        "_runners",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[[Any], R],
+        items: list[Any],
+        *,
+        engine: DeliveryEngine,
+        name: str | None = None,
+        chunksize: int | None = None,
+    ) -> None:
+        super().__init__(cast(Callable[..., list[R]], fn), (), {}, engine=engine, name=name)
+        self._items: list[Any] | None = items
+        self._n = len(items)
+        self._results: list[Any] = [None] * self._n
+        self._next = 0
+        self._chunks = 0
+        self._completed = 0
+        self._fixed_chunk = chunksize is not None
+        self._chunk = chunksize or 1
+        self._per_item: float | None = None
+        self._runners = 1
+
+    @property
+    def total(self) -> int:
+        """Number of items."""
+        return self._n
+
+    @property
+    def chunks(self) -> int:
+        """How many chunks the items were split into so far (shows the batching at work)."""
+        return self._chunks
+
+    def _launch(self, pool: ThreadPool) -> None:
+        """Queue the runners (the task is already registered with ``pool``)."""
+        if self._n == 0:
+            self._settle(_SUCCEEDED, [], None)
+            return
+        self._runners = max(1, min(pool.max_workers, self._n))
+        pool.push_items([_Runner(self) for _ in range(self._runners)], self._priority)
+
+    def _pool_run(self) -> None:  # pragma: no cover - a map is run by its runners
+        self._run_chunks()
+
+    def _next_chunk(self) -> int:
+        # Called with the lock held.
+        if self._fixed_chunk:
+            return self._chunk
+        per_item = self._per_item
+        if per_item is None:
+            return 1
+        ideal = int(TARGET_CHUNK_SECONDS / per_item) if per_item > 0 else 1 << 20
+        remaining = self._n - self._next
+        share = max(1, remaining // self._runners)
+        size = max(1, min(ideal, self._chunk * 4, share))
+        self._chunk = size
+        return size
+
+    def _run_chunks(self) -> None:
+        lock = self._lock
+        first = False
+        with lock:
+            state = self._state
+            if state is _QUEUED:
+                self._state = _RUNNING
+                pool = self._pool
+                if pool is not None:
+                    pool._queued -= 1
+                    pool._running += 1
+                first = True
+                post_started = self._signals is not None or (
+                    self._manager is not None and self._manager._wants_started
+                )
+                self._started_posted = post_started
+            elif state is not _RUNNING:
+                return
+        if first:
+            self._started_at = time.perf_counter()
+            self._ran = True
+            if post_started:
+                self._engine.post(self._deliver_started)
+            if self._timeout is not None and self._manager is not None:
+                self._manager._watchdog.watch(self, self._timeout)
+        fn = self._fn
+        items = self._items
+        results = self._results
+        n = self._n
+        clock = time.perf_counter
+        assert fn is not None
+        assert items is not None
+        while True:
+            with lock:
+                if self._state is not _RUNNING:
+                    return
+                start = self._next
+                if start >= n:
+                    return
+                end = min(n, start + self._next_chunk())
+                self._next = end
+                self._chunks += 1
+            index = start
+            began = clock()
+            try:
+                for index in range(start, end):
+                    results[index] = fn(items[index])
+            except BaseException as exc:
+                exc.add_note(f"raised by item {index} of map({self.name})")
+                self._settle(_FAILED, None, exc)
+                return
+            spent = clock() - began
+            with lock:
+                self._completed += end - start
+                done = self._completed
+                per_item = spent / (end - start)
+                previous = self._per_item
+                self._per_item = per_item if previous is None else (previous + per_item) / 2
+            self._progress = (done, n)
+            if not self._progress_dirty:
+                self._progress_dirty = True
+                self._engine.mark_dirty(self)
+            if done == n:
+                self._items = None
+                self._settle(_SUCCEEDED, results, None)
+                return

@@ -1,0 +1,814 @@
+"""Task state, the public ``TaskHandle`` and the ``TaskContext`` a function receives.
+
+A task moves through::
+
+    PENDING ──start──► QUEUED ──worker picks it──► RUNNING ──► SUCCEEDED | FAILED | CANCELLED
+                          │                           │
+                          └──── cancel / supersede / owner destroyed / shutdown ──► CANCELLED
+                                                      └──── timeout ──► FAILED (TaskTimeoutError)
+
+The terminal transition happens exactly once, under the pool's lock, on whichever thread
+decides it (the worker thread for a result or error, the caller of ``cancel()``, the
+watchdog for a timeout).  Delivery to the GUI thread (signals, continuations) happens
+later, once, through the delivery engine.
+
+Cancelling a *running* task ends it at once: it is reported cancelled, its eventual
+result is discarded, and ``ctx.cancelled`` turns True so the function can return early.
+Python cannot interrupt a thread, so until the function returns its thread stays busy
+(``PoolStatistics.abandoned`` counts such threads).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+import shiboken6
+from PySide6.QtCore import QObject, QThread, QTimer
+
+from ._engine import DeliveryEngine, report_callback_exception
+from ._errors import BlockingCallError, TaskCancelledError, TaskTimeoutError
+from ._introspect import PLAIN, WANTS_CTX, call_mode
+from ._signals import WorkerSignals
+from ._state import _TERMINAL, TaskState
+
+if TYPE_CHECKING:
+    from ._manager import WorkerManager
+    from ._owners import OwnerRecord
+    from ._threadpool import ThreadPool
+
+__all__ = ("TaskContext", "TaskError", "TaskHandle", "TaskState")
+
+T = TypeVar("T")
+
+_ids = itertools.count(1)
+# Used by tasks that do not belong to a pool (a Worker handed to a foreign QThreadPool).
+_loose_lock = threading.Lock()
+
+
+_PENDING, _QUEUED, _RUNNING = TaskState.PENDING, TaskState.QUEUED, TaskState.RUNNING
+_SUCCEEDED, _FAILED, _CANCELLED = TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED
+
+
+@dataclass(frozen=True, slots=True)
+class TaskError:
+    """What the ``error`` signal carries: the exception and its formatted traceback.
+
+    Attributes:
+        exception: The exception object the function raised, unchanged.
+        traceback: The traceback formatted as text (``traceback.format_exception``).
+        task_id: The failed task's id.
+        task_name: The failed task's name.
+    """
+
+    exception: BaseException
+    traceback: str
+    task_id: int = 0
+    task_name: str = ""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, task_id: int = 0, name: str = "") -> TaskError:
+        """Build a ``TaskError`` for ``exc``, formatting its traceback now."""
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return cls(exc, text, task_id, name)
+
+    def __str__(self) -> str:
+        return f"{type(self.exception).__name__}: {self.exception}"
+
+
+class TaskContext:
+    """The object a task function receives when it declares a parameter named ``ctx``.
+
+    Every method is cheap and may be called from the worker thread as often as wanted:
+    progress is coalesced (latest value wins, at most one GUI update per frame).
+
+    Example:
+        >>> def copy_files(paths, ctx):
+        ...     for i, path in enumerate(paths):
+        ...         ctx.raise_if_cancelled()
+        ...         ctx.status(f"copying {path}")
+        ...         shutil.copy(path, backup_dir)
+        ...         ctx.progress(i + 1, len(paths))
+    """
+
+    __slots__ = ("_task",)
+
+    def __init__(self, task: TaskHandle[Any]) -> None:
+        self._task = task
+
+    def progress(self, current: int, total: int = 0) -> None:
+        """Report progress ``current`` of ``total`` (``total <= 0``: unknown).  Any thread."""
+        task = self._task
+        if current.__class__ is not int or total.__class__ is not int:
+            current, total = _coerce_progress(current, total)
+        task._progress = (current, total)
+        if not task._progress_dirty:
+            task._progress_dirty = True
+            task._engine.mark_dirty(task)
+
+    def status(self, text: str) -> None:
+        """Report a short status text (coalesced like progress).  Any thread."""
+        task = self._task
+        task._status = str(text)
+        if not task._progress_dirty:
+            task._progress_dirty = True
+            task._engine.mark_dirty(task)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the task was cancelled, superseded, timed out, shut down or orphaned.
+
+        "Orphaned" means its owner QObject was destroyed.
+        """
+        task = self._task
+        owner = task._owner
+        return task._cancel_requested or (owner is not None and not owner.alive)
+
+    def raise_if_cancelled(self) -> None:
+        """Raise ``TaskCancelledError`` if :attr:`cancelled`; the task then ends cancelled."""
+        if self.cancelled:
+            raise TaskCancelledError(f"task {self._task.name!r} was cancelled")
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds, waking early on cancellation.
+
+        Returns:
+            True if the task was cancelled (stop now), False if the time ran out.
+        """
+        if self.cancelled:
+            return True
+        return self._task._cancel_event().wait(timeout) or self.cancelled
+
+    @property
+    def task_id(self) -> int:
+        """The id of the running task."""
+        return self._task.id
+
+    @property
+    def name(self) -> str:
+        """The name of the running task."""
+        return self._task.name
+
+
+def _coerce_progress(current: object, total: object) -> tuple[int, int]:
+    try:
+        return int(cast(Any, current)), int(cast(Any, total))
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"ctx.progress(current, total) takes two integers, got {current!r} and {total!r}"
+        ) from None
+
+
+class _ProgressCallback:
+    """The tutorial's ``progress_callback`` argument: ``.emit(n)`` or ``(n)``."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: TaskContext) -> None:
+        self._ctx = ctx
+
+    def emit(self, current: int, total: int = 100) -> None:
+        """Report progress like the tutorial's ``progress_callback.emit(percent)``."""
+        self._ctx.progress(current, total)
+
+    __call__ = emit
+
+
+@dataclass(slots=True)
+class _Continuation:
+    on_result: Callable[[Any], object] | None
+    on_error: Callable[[TaskError], object] | None
+    on_cancelled: Callable[[], object] | None
+    context: QObject | None
+    has_context: bool = field(default=False)
+
+
+class TaskHandle(Generic[T]):
+    """A submitted task: its state, its signals, its result, and how to cancel it.
+
+    Returned by ``WorkerManager.submit``/``start``.  Thread-safe; the blocking methods
+    (:meth:`result`, :meth:`exception`, :meth:`wait`) are meant for non-GUI threads and
+    refuse to freeze the GUI thread without a timeout.
+
+    Example:
+        >>> handle = manager.submit(fetch_models, provider)      # doctest: +SKIP
+        >>> handle.then(self.show_models, self.show_error, context=self)  # doctest: +SKIP
+        >>> handle.cancel()                                      # doctest: +SKIP
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_args",
+        "_callbacks",
+        "_cancel_ev",
+        "_cancel_requested",
+        "_ctx_mode",
+        "_delivered",
+        "_done_callbacks",
+        "_done_event",
+        "_emitted_progress",
+        "_emitted_status",
+        "_ended_at",
+        "_engine",
+        "_exc",
+        "_fn",
+        "_future",
+        "_key",
+        "_kwargs",
+        "_lock",
+        "_manager",
+        "_owner",
+        "_pool",
+        "_priority",
+        "_progress",
+        "_progress_dirty",
+        "_ran",
+        "_signals",
+        "_started_at",
+        "_started_emitted",
+        "_started_posted",
+        "_state",
+        "_status",
+        "_submitted_at",
+        "_timeout",
+        "_value",
+        "cancel_reason",
+        "id",
+        "name",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        engine: DeliveryEngine,
+        name: str | None = None,
+        signals: WorkerSignals | None = None,
+    ) -> None:
+        self.id = next(_ids)
+        self.name = name if name is not None else _name_of(fn)
+        self.cancel_reason: str | None = None
+        self._fn: Callable[..., T] | None = fn
+        self._args: tuple[Any, ...] | None = args
+        self._kwargs: dict[str, Any] | None = kwargs
+        self._ctx_mode = call_mode(fn)
+        self._engine = engine
+        self._state = _PENDING
+        self._lock = _loose_lock
+        self._pool: ThreadPool | None = None
+        self._manager: WorkerManager | None = None
+        self._owner: OwnerRecord | None = None
+        self._key: object = None
+        self._priority = 0
+        self._timeout: float | None = None
+        self._value: Any = None
+        self._exc: BaseException | None = None
+        self._signals = signals
+        self._callbacks: list[_Continuation] | None = None
+        self._done_callbacks: list[Callable[[TaskHandle[T]], object]] | None = None
+        self._done_event: threading.Event | None = None
+        self._cancel_ev: threading.Event | None = None
+        self._future: Future[T] | None = None
+        self._cancel_requested = False
+        self._progress: tuple[int, int] | None = None
+        self._status: str | None = None
+        self._emitted_progress: tuple[int, int] | None = None
+        self._emitted_status: str | None = None
+        self._progress_dirty = False
+        self._ran = False
+        self._started_posted = False
+        self._started_emitted = False
+        self._delivered = False
+        self._submitted_at = time.perf_counter()
+        self._started_at = 0.0
+        self._ended_at = 0.0
+
+    # -- read-only view ---------------------------------------------------------------
+
+    @property
+    def state(self) -> TaskState:
+        """The current :class:`TaskState` (decided on the worker thread, not delivered)."""
+        return self._state
+
+    @property
+    def pool(self) -> str | None:
+        """The name of the pool the task runs on (None for a loose ``Worker``)."""
+        return self._pool.name if self._pool is not None else None
+
+    @property
+    def key(self) -> object:
+        """The supersede key the task was submitted with, or None."""
+        return self._key
+
+    @property
+    def owner(self) -> QObject | None:
+        """The owner QObject, while it is alive; None if none was given or it is gone."""
+        return self._owner.get() if self._owner is not None else None
+
+    @property
+    def priority(self) -> int:
+        """The priority the task was queued with (higher runs first)."""
+        return self._priority
+
+    @property
+    def progress(self) -> tuple[int, int] | None:
+        """The latest ``(current, total)`` the function reported, or None."""
+        return self._progress
+
+    @property
+    def status_text(self) -> str | None:
+        """The latest status text the function reported, or None."""
+        return self._status
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds the task has been running (or ran), 0.0 if it never started."""
+        if not self._started_at:
+            return 0.0
+        end = self._ended_at or time.perf_counter()
+        return max(0.0, end - self._started_at)
+
+    @property
+    def error(self) -> TaskError | None:
+        """The :class:`TaskError` of a failed task, else None."""
+        if self._state is _FAILED and self._exc is not None:
+            return TaskError.from_exception(self._exc, self.id, self.name)
+        return None
+
+    def done(self) -> bool:
+        """True once the task succeeded, failed or was cancelled."""
+        return self._state in _TERMINAL
+
+    def running(self) -> bool:
+        """True while a worker is running the function."""
+        return self._state is _RUNNING
+
+    def cancelled(self) -> bool:
+        """True if the task ended cancelled."""
+        return self._state is _CANCELLED
+
+    @property
+    def signals(self) -> WorkerSignals:
+        """The task's :class:`WorkerSignals`, created on first access.
+
+        Connect right after ``submit`` (before control returns to the event loop) and
+        you receive every signal: deliveries only happen when the GUI thread runs the
+        event loop.  Connecting costs a QObject (~10 µs); ``then()`` is the cheap path.
+        """
+        sig = self._signals
+        if sig is None:
+            sig = WorkerSignals()
+            if not self._engine.is_gui_thread():
+                sig.moveToThread(self._engine.thread())
+            with self._lock:
+                if self._signals is None:
+                    self._signals = sig
+                    post_started = self._state is _RUNNING and not self._started_posted
+                    self._started_posted = self._started_posted or post_started
+                else:
+                    sig, post_started = self._signals, False
+            if post_started:
+                self._engine.post(self._deliver_started)
+        return sig
+
+    # -- cancellation -----------------------------------------------------------------
+
+    def cancel(self, reason: str = "cancelled") -> bool:
+        """Cancel the task.  Thread-safe.
+
+        A queued task is removed and never runs.  A running task ends *now* as
+        cancelled: its result will never be delivered, ``ctx.cancelled`` turns True so
+        the function can stop early; its thread is busy until the function returns.
+
+        Returns:
+            True if this call cancelled the task, False if it had already ended.
+        """
+        self._request_cancel()
+        return self._settle(_CANCELLED, None, None, reason)
+
+    def _request_cancel(self) -> None:
+        self._cancel_requested = True
+        ev = self._cancel_ev
+        if ev is not None:
+            ev.set()
+
+    def _cancel_event(self) -> threading.Event:
+        ev = self._cancel_ev
+        if ev is None:
+            with self._lock:
+                ev = self._cancel_ev
+                if ev is None:
+                    ev = self._cancel_ev = threading.Event()
+        if self._cancel_requested:
+            ev.set()
+        return ev
+
+    # -- blocking access (non-GUI threads) ---------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the task ends or ``timeout`` seconds pass; return ``done()``.
+
+        Raises:
+            BlockingCallError: Called on the GUI thread with no timeout while the task is
+                still running (that would freeze the window).
+        """
+        if self._state in _TERMINAL:
+            return True
+        if timeout is None and self._engine.is_gui_thread():
+            raise BlockingCallError(
+                f"waiting for task {self.name!r} on the GUI thread with no timeout would "
+                "freeze the window: connect to handle.signals, use handle.then(...), "
+                "'await handle' in a coroutine, or pass an explicit timeout"
+            )
+        ev = self._done_event
+        if ev is None:
+            with self._lock:
+                if self._state in _TERMINAL:
+                    return True
+                ev = self._done_event
+                if ev is None:
+                    ev = self._done_event = threading.Event()
+        return ev.wait(timeout)
+
+    def result(self, timeout: float | None = None) -> T:
+        """Return the function's result, blocking up to ``timeout`` seconds.
+
+        Raises:
+            Exception: The function's own exception, unchanged (traceback included).
+            TaskCancelledError: The task was cancelled.
+            TimeoutError: The task did not finish in time (it keeps running).
+            BlockingCallError: See :meth:`wait`.
+        """
+        if not self.wait(timeout):
+            raise TimeoutError(f"task {self.name!r} did not finish within {timeout} s")
+        state = self._state
+        if state is _SUCCEEDED:
+            return cast(T, self._value)
+        if state is _CANCELLED:
+            raise TaskCancelledError(f"task {self.name!r} was {self.cancel_reason or 'cancelled'}")
+        exc = self._exc
+        assert exc is not None
+        raise exc
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Return the function's exception (None if it succeeded), blocking like :meth:`result`.
+
+        Raises:
+            TaskCancelledError: The task was cancelled.
+        """
+        if not self.wait(timeout):
+            raise TimeoutError(f"task {self.name!r} did not finish within {timeout} s")
+        if self._state is _CANCELLED:
+            raise TaskCancelledError(f"task {self.name!r} was {self.cancel_reason or 'cancelled'}")
+        return self._exc
+
+    @property
+    def future(self) -> Future[T]:
+        """A ``concurrent.futures.Future`` mirroring this task (created on first access).
+
+        Cancelling the Future cancels the task.  Its callbacks run on the thread that
+        ends the task, as with any ``concurrent.futures.Future``.
+        """
+        fut = self._future
+        if fut is None:
+            created = False
+            with self._lock:
+                fut = self._future
+                if fut is None:
+                    fut = self._future = _HandleFuture(self)
+                    created = self._state in _TERMINAL
+            if created:  # ended before anyone asked: mirror the outcome now
+                _mirror_into(fut, self)
+        return fut
+
+    def add_done_callback(self, fn: Callable[[TaskHandle[T]], object]) -> None:
+        """Call ``fn(handle)`` on the thread that ends the task (or now if it has ended).
+
+        This is the low-level hook (used by the asyncio bridge); GUI code wants
+        :meth:`then` or the signals, which run on the GUI thread.
+        """
+        with self._lock:
+            if self._state not in _TERMINAL:
+                if self._done_callbacks is None:
+                    self._done_callbacks = []
+                self._done_callbacks.append(fn)
+                return
+        _call_done_callback(fn, self)
+
+    # -- continuations on the GUI thread ------------------------------------------------
+
+    def then(
+        self,
+        on_result: Callable[[T], object] | None = None,
+        on_error: Callable[[TaskError], object] | None = None,
+        on_cancelled: Callable[[], object] | None = None,
+        *,
+        context: QObject | None = None,
+    ) -> TaskHandle[T]:
+        """Run a callback when the task ends, on the GUI thread (or ``context``'s thread).
+
+        Exactly one of the three callbacks runs (if given).  If ``context`` (default:
+        the task's owner) has been destroyed by then, none runs.  Cheaper than
+        connecting to :attr:`signals` (no QObject per task).  Exceptions raised by the
+        callbacks are logged by the ``casare_workers`` logger; delivery goes on.
+
+        Returns:
+            This handle, so calls can be chained.
+        """
+        if context is not None and not isinstance(context, QObject):
+            raise TypeError(
+                f"then(context=...) must be a QObject whose thread runs the callback, "
+                f"got {type(context).__name__}"
+            )
+        cont = _Continuation(on_result, on_error, on_cancelled, context, context is not None)
+        with self._lock:
+            if not self._delivered:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(cont)
+                return self
+        self._engine.post(lambda: self._run_continuation(cont))
+        return self
+
+    # -- worker side --------------------------------------------------------------------
+
+    @property
+    def _task(self) -> TaskHandle[T]:
+        """The task a pool item belongs to (a task is its own item)."""
+        return self
+
+    def _pool_run(self) -> None:
+        """Run the task on the current (worker) thread.  Called by the pool."""
+        owner = self._owner
+        if owner is not None and not owner.alive:
+            self.cancel("owner destroyed")  # never start work for a dead widget
+            return
+        with self._lock:
+            if self._state is not _QUEUED and self._state is not _PENDING:
+                return
+            self._state = _RUNNING
+            pool = self._pool
+            if pool is not None:
+                pool._queued -= 1
+                pool._running += 1
+            post_started = self._signals is not None or (
+                self._manager is not None and self._manager._wants_started
+            )
+            self._started_posted = post_started
+        self._started_at = time.perf_counter()
+        self._ran = True
+        if post_started:
+            self._engine.post(self._deliver_started)
+        if self._timeout is not None and self._manager is not None:
+            self._manager._watchdog.watch(self, self._timeout)
+        try:
+            value = self._invoke()
+        except TaskCancelledError as exc:
+            if self._cancel_requested or (self._owner is not None and not self._owner.alive):
+                self._settle(_CANCELLED, None, None)
+            else:
+                self._settle(_FAILED, None, exc)
+        except BaseException as exc:
+            self._settle(_FAILED, None, exc)
+        else:
+            self._settle(_SUCCEEDED, value, None)
+
+    def _invoke(self) -> T:
+        fn, args, kwargs = self._fn, self._args, self._kwargs
+        assert fn is not None
+        assert args is not None
+        assert kwargs is not None
+        mode = self._ctx_mode
+        if mode == PLAIN:
+            return fn(*args, **kwargs)
+        ctx = TaskContext(self)
+        if mode == WANTS_CTX:
+            return fn(*args, ctx=ctx, **kwargs)
+        return fn(*args, progress_callback=_ProgressCallback(ctx), **kwargs)
+
+    def _timed_out(self) -> None:
+        """Called by the watchdog when the timeout passes (watchdog thread)."""
+        if self._state is not _RUNNING:
+            return
+        self._request_cancel()
+        self._settle(
+            _FAILED,
+            None,
+            TaskTimeoutError(
+                f"task {self.name!r} ran longer than its timeout of {self._timeout} s; its "
+                "thread keeps running until the function returns (Python threads cannot "
+                "be killed), its result will be discarded"
+            ),
+        )
+
+    def _settle(
+        self,
+        state: TaskState,
+        value: Any,
+        exc: BaseException | None,
+        reason: str = "cancelled",
+    ) -> bool:
+        """Make the one terminal transition; False if the task had already ended."""
+        owner = self._owner
+        if owner is not None and not owner.alive and state is not _CANCELLED:
+            # The owner died first: whatever the function produced goes nowhere.
+            state, value, exc, reason = _CANCELLED, None, None, "owner destroyed"
+        with self._lock:
+            previous = self._state
+            if previous in _TERMINAL:
+                return False
+            self._state = state
+            if state is _CANCELLED:
+                self.cancel_reason = reason
+            self._value = value
+            self._exc = exc
+            pool = self._pool
+            if pool is not None:
+                pool._count_settled(previous, state)
+            done_event = self._done_event
+            future = self._future
+            done_callbacks = self._done_callbacks
+            self._done_callbacks = None
+        self._ended_at = time.perf_counter()
+        if state is _CANCELLED:
+            self._request_cancel()
+        if done_event is not None:
+            done_event.set()
+        if future is not None:
+            _mirror_into(future, self)
+        if done_callbacks:
+            for fn in done_callbacks:
+                _call_done_callback(fn, self)
+        self._engine.post(self._deliver)
+        return True
+
+    # -- GUI side (run by the delivery engine) --------------------------------------------
+
+    def _owner_alive(self) -> bool:
+        owner = self._owner
+        return owner is None or owner.alive
+
+    def _deliver_started(self) -> None:
+        if self._delivered or self._started_emitted:
+            return
+        self._started_emitted = True
+        if not self._owner_alive():
+            return
+        sig = self._signals
+        if sig is not None:
+            sig.started.emit()
+        manager = self._manager
+        if manager is not None:
+            manager._task_started(self)
+
+    def _flush_progress(self) -> None:
+        if self._delivered:
+            return
+        self._progress_dirty = False
+        sig = self._signals
+        if sig is None or not self._owner_alive():
+            return
+        if not self._started_emitted:
+            self._deliver_started()  # started always precedes progress
+        progress = self._progress
+        if progress is not None and progress != self._emitted_progress:
+            self._emitted_progress = progress
+            sig.progress.emit(*progress)
+        status = self._status
+        if status is not None and status != self._emitted_status:
+            self._emitted_status = status
+            sig.status.emit(status)
+
+    def _deliver(self) -> None:
+        if self._delivered:
+            return
+        alive = self._owner_alive()
+        if alive:
+            if self._ran and not self._started_emitted:
+                self._deliver_started()
+            if self._progress_dirty:
+                self._flush_progress()
+            sig = self._signals
+            if sig is not None:
+                state = self._state
+                if state is _SUCCEEDED:
+                    sig.result.emit(self._value)
+                elif state is _FAILED:
+                    assert self._exc is not None
+                    sig.error.emit(TaskError.from_exception(self._exc, self.id, self.name))
+                else:
+                    sig.cancelled.emit()
+                sig.finished.emit()
+        with self._lock:
+            self._delivered = True
+            callbacks = self._callbacks
+            self._callbacks = None
+        if callbacks and alive:
+            for cont in callbacks:
+                self._run_continuation(cont)
+        # Drop the references to the function and its arguments here, on the GUI
+        # thread, so that QObjects among them are never destroyed on a worker thread.
+        self._fn = self._args = self._kwargs = None
+        manager = self._manager
+        if manager is not None:
+            manager._task_delivered(self)
+
+    def _run_continuation(self, cont: _Continuation) -> None:
+        context = cont.context
+        if cont.has_context:
+            if context is None or not shiboken6.isValid(context):
+                return
+        elif not self._owner_alive():
+            return
+        state = self._state
+        call: Callable[[], object] | None
+        if state is _SUCCEEDED:
+            on_result, value = cont.on_result, self._value
+            call = None if on_result is None else (lambda: on_result(value))
+        elif state is _FAILED:
+            on_error, exc = cont.on_error, self._exc
+            assert exc is not None
+            call = (
+                None
+                if on_error is None
+                else (lambda: on_error(TaskError.from_exception(exc, self.id, self.name)))
+            )
+        else:
+            call = cont.on_cancelled
+        if call is None:
+            return
+        if context is not None and context.thread() is not QThread.currentThread():
+            QTimer.singleShot(0, context, _guarded(call, self.name))
+            return
+        try:
+            call()
+        except BaseException as exc:
+            report_callback_exception(f"a continuation of task {self.name!r}", exc)
+
+    def __repr__(self) -> str:
+        pool = f" pool={self.pool!r}" if self._pool is not None else ""
+        return f"<TaskHandle #{self.id} {self.name!r} {self._state.value}{pool}>"
+
+
+def _guarded(call: Callable[[], object], name: str) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            report_callback_exception(f"a continuation of task {name!r}", exc)
+
+    return run
+
+
+class _HandleFuture(Future[T]):
+    """A Future whose ``cancel()`` cancels the task it mirrors."""
+
+    def __init__(self, handle: TaskHandle[T]) -> None:
+        super().__init__()
+        self._handle = handle
+
+    def cancel(self) -> bool:
+        if self.done():
+            return super().cancel()
+        self._handle.cancel()
+        return self.cancelled()
+
+
+def _mirror_into(fut: Future[Any], handle: TaskHandle[Any]) -> None:
+    state = handle._state
+    try:
+        if state is _SUCCEEDED:
+            fut.set_result(handle._value)
+        elif state is _FAILED:
+            assert handle._exc is not None
+            fut.set_exception(handle._exc)
+        elif state is _CANCELLED:
+            Future.cancel(fut)
+            fut.set_running_or_notify_cancel()
+    except InvalidStateError:
+        pass
+
+
+def _call_done_callback(fn: Callable[[Any], object], handle: TaskHandle[Any]) -> None:
+    try:
+        fn(handle)
+    except BaseException as exc:
+        report_callback_exception(f"a done callback of task {handle.name!r}", exc)
+
+
+def _name_of(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if name is None:
+        inner = getattr(fn, "func", None)  # functools.partial
+        if inner is not None:
+            return _name_of(inner)
+        return type(fn).__name__
+    return str(name)

@@ -1,0 +1,43 @@
+"""Sessions behind ``./dev``: the demo, lint, type-check and tests on every Python.
+
+Run through ``./dev`` (which installs nox), or directly with ``nox -s <session>``.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "tests"]
+
+PYTHONS = ["3.11", "3.12", "3.13"]
+PRIMARY = "3.12"
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+@nox.session(python=PRIMARY)
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The test suite (and mypy --strict on the primary Python)."""
+    session.install("-e", ".[async]")
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
+    if session.python == PRIMARY:
+        session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+        session.run("mypy", "casare_workers", "tests", "demo_app", "benchmarks", "noxfile.py")
+    session.run(
+        "pytest", *session.posargs, env={"QT_QPA_PLATFORM": "offscreen", "PYTHONFAULTHANDLER": "1"}
+    )
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Run the demo app (extra arguments go to the app, e.g. -- --screenshot out.png)."""
+    session.install("-e", ".[async]")
+    session.run("python", "-m", "demo_app", *session.posargs)

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+#: Hang guard for gates: no test waits on a gate longer than this.
+GATE_TIMEOUT = 10.0
+
+
+class Gate:
+    """A threading.Event with a hang guard: ``wait()`` fails loudly instead of hanging."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def wait(self, timeout: float = GATE_TIMEOUT) -> bool:
+        if not self._event.wait(timeout):
+            raise TimeoutError("gate was never opened (test bug or deadlock)")
+        return True
+
+    def open(self) -> None:
+        self._event.set()
+
+    def is_open(self) -> bool:
+        return self._event.is_set()
+
+
+@pytest.fixture
+def make_gate() -> Iterator[Callable[[], Gate]]:
+    """Make gates; every gate is opened at teardown so no worker stays parked."""
+    made: list[Gate] = []
+
+    def make() -> Gate:
+        g = Gate()
+        made.append(g)
+        return g
+
+    yield make
+    for g in made:
+        g.open()
+
+
+@pytest.fixture
+def gate(make_gate: Callable[[], Gate]) -> Gate:
+    return make_gate()

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from casare_workers import ConfigurationError, PoolConfig, WorkerManager
+from casare_workers._config import default_pool_configs, resolve_pool_configs
+
+
+def test_defaults_follow_the_seed_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    configs = default_pool_configs()
+    assert configs["io"].max_workers == min(20, 2 * 2 + 4) == 8
+    assert configs["cpu"].max_workers == 1
+    assert configs["background"].max_workers == 4
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert default_pool_configs()["io"].max_workers == 20
+    assert default_pool_configs()["cpu"].max_workers == 15
+
+
+def test_environment_overrides_defaults_and_code_overrides_environment() -> None:
+    env = {"CASARE_WORKERS_IO": "12", "CASARE_WORKERS_BACKGROUND": " 2 "}
+    configs = resolve_pool_configs(None, env)
+    assert configs["io"].max_workers == 12
+    assert configs["background"].max_workers == 2
+    configs = resolve_pool_configs({"io": 3, "db": 2}, env)
+    assert configs["io"].max_workers == 3
+    assert configs["db"].max_workers == 2
+
+
+@pytest.mark.parametrize("raw", ["0", "-3", "abc", "1.5"])
+def test_invalid_environment_values_name_the_variable(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match=rf"CASARE_WORKERS_CPU={raw!r}"):
+        resolve_pool_configs(None, {"CASARE_WORKERS_CPU": raw})
+
+
+def test_empty_environment_value_means_default() -> None:
+    assert resolve_pool_configs(None, {"CASARE_WORKERS_IO": ""}) == resolve_pool_configs(None, {})
+
+
+@pytest.mark.parametrize("size", [0, -1, 2.5, "4", True, None])
+def test_invalid_sizes_in_code_are_rejected(size: Any) -> None:
+    with pytest.raises(ConfigurationError, match="pool 'io'"):
+        resolve_pool_configs({"io": size}, {})
+
+
+@pytest.mark.parametrize("name", ["IO", "1pool", "my-pool", "", 3])
+def test_invalid_pool_names_are_rejected(name: Any) -> None:
+    with pytest.raises(ConfigurationError, match="pool name"):
+        resolve_pool_configs({name: 2}, {})
+
+
+def test_pool_config_validates_itself() -> None:
+    with pytest.raises(ConfigurationError, match="max_workers"):
+        PoolConfig(0)
+    with pytest.raises(ConfigurationError, match="idle_timeout"):
+        PoolConfig(2, idle_timeout=0)
+
+
+def test_manager_uses_configured_sizes(qapp: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASARE_WORKERS_CPU", "3")
+    with WorkerManager(pools={"db": PoolConfig(2, idle_timeout=5)}) as manager:
+        stats = manager.statistics()
+        assert stats["cpu"].max_workers == 3
+        assert stats["db"].max_workers == 2
+        assert set(manager.pool_names) == {"io", "cpu", "background", "db"}
+
+
+def test_manager_rejects_bad_shutdown_timeout(qapp: Any) -> None:
+    with pytest.raises(ConfigurationError, match="shutdown_timeout"):
+        WorkerManager(shutdown_timeout=-1)

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from casare_workers import ConfigurationError, TaskCancelledError, TaskState, WorkerManager
+from casare_workers.pytest_plugin import wait_for_handle
+
+
+def test_map_returns_results_in_order_with_aggregate_progress(manager: WorkerManager) -> None:
+    handle = manager.map(lambda x: x * x, range(20_000))
+    progress: list[tuple[int, int]] = []
+    handle.signals.progress.connect(lambda done, total: progress.append((done, total)))
+    assert wait_for_handle(handle) == [x * x for x in range(20_000)]
+    assert progress[-1] == (20_000, 20_000)
+    assert all(total == 20_000 for _, total in progress)
+    assert [done for done, _ in progress] == sorted(done for done, _ in progress)
+    assert handle.total == 20_000
+
+
+def test_map_groups_sub_millisecond_items_into_chunks(manager: WorkerManager) -> None:
+    handle = manager.map(abs, range(20_000))
+    wait_for_handle(handle)
+    assert handle.chunks < 2_000  # far fewer hand-offs than items
+
+
+def test_map_with_slow_items_keeps_them_spread_over_workers(qapp: Any) -> None:
+    barrier = threading.Barrier(3, timeout=5)
+
+    def item(x: int) -> int:
+        if x < 3:
+            barrier.wait()  # the first three items must run at the same time
+        return x
+
+    with WorkerManager(pools={"io": 3}) as manager:
+        handle = manager.map(item, range(9))
+        assert wait_for_handle(handle) == list(range(9))
+
+
+def test_map_error_names_the_item(manager: WorkerManager) -> None:
+    def parse(text: str) -> int:
+        return int(text)
+
+    handle = manager.map(parse, ["1", "2", "three", "4"], chunksize=1)
+    with pytest.raises(ValueError, match="three") as info:
+        wait_for_handle(handle)
+    assert any("item 2 of map(" in note for note in info.value.__notes__)
+    assert handle.state is TaskState.FAILED
+
+
+def test_map_cancel_stops_between_chunks(qapp: Any, make_gate: Any) -> None:
+    started, release = make_gate(), make_gate()
+    seen: list[int] = []
+
+    def item(x: int) -> int:
+        seen.append(x)
+        if x == 0:
+            started.open()
+            release.wait()
+        return x
+
+    with WorkerManager(pools={"io": 1}) as manager:
+        handle = manager.map(item, range(1000), chunksize=1)
+        started.wait()
+        handle.cancel()
+        release.open()
+        with pytest.raises(TaskCancelledError):
+            wait_for_handle(handle)
+        assert manager.shutdown(5).clean
+    assert seen == [0]
+
+
+def test_map_of_nothing_succeeds_with_empty_list(manager: WorkerManager) -> None:
+    handle = manager.map(abs, [])
+    events: list[str] = []
+    handle.signals.finished.connect(lambda: events.append("finished"))
+    assert wait_for_handle(handle) == []
+    assert events == ["finished"]
+
+
+@pytest.mark.parametrize("chunksize", [0, -1, 1.5, True])
+def test_map_rejects_bad_chunksize(manager: WorkerManager, chunksize: Any) -> None:
+    with pytest.raises(ConfigurationError, match="chunksize"):
+        manager.map(abs, [1], chunksize=chunksize)
+
+
+def test_map_rejects_non_iterable(manager: WorkerManager) -> None:
+    with pytest.raises(TypeError, match="iterable"):
+        manager.map(abs, 5)  # type: ignore[arg-type]
+
+
+def test_map_counts_as_one_task(manager: WorkerManager) -> None:
+    wait_for_handle(manager.options(pool="cpu").map(abs, range(100)))
+    stats = manager.statistics()["cpu"]
+    assert stats.submitted == stats.succeeded == 1

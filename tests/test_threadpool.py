@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, cast
+
+from casare_workers import PoolConfig, WorkerManager
+from casare_workers._threadpool import ThreadPool
+
+
+class _Item:
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+        self._task = self
+
+    def _pool_run(self) -> None:
+        self.fn()
+
+    def done(self) -> bool:
+        return False
+
+
+def test_idle_threads_expire(qapp: Any) -> None:
+    pool = ThreadPool("t", PoolConfig(2, idle_timeout=0.05))
+    ran = threading.Event()
+    pool.push_items([cast(Any, _Item(ran.set))], 0)
+    assert ran.wait(5)
+    assert pool.join(time.monotonic() + 5)  # the idle thread exits by itself
+    assert pool.threads() == []
+
+
+def test_threads_are_reused_not_created_per_task(qapp: Any) -> None:
+    names: set[str] = set()
+    lock = threading.Lock()
+
+    def record() -> None:
+        with lock:
+            names.add(threading.current_thread().name)
+
+    with WorkerManager(pools={"io": 2}) as manager:
+        for _ in range(10):
+            handles = [manager.submit(record) for _ in range(50)]
+            assert manager.wait_for_done(5)
+            assert all(h.done() for h in handles)
+    assert 1 <= len(names) <= 2
+    assert all(name.startswith("casare-io-") for name in names)
+
+
+def test_worker_threads_are_daemons(qapp: Any) -> None:
+    with WorkerManager(pools={"io": 1}) as manager:
+        flags: list[bool] = []
+        manager.submit(lambda: flags.append(threading.current_thread().daemon))
+        assert manager.wait_for_done(5)
+    assert flags == [True]
+
+
+def test_stop_threads_releases_idle_threads(qapp: Any) -> None:
+    pool = ThreadPool("t", PoolConfig(3, idle_timeout=60))
+    barrier = threading.Barrier(3, timeout=5)
+    pool.push_items([cast(Any, _Item(barrier.wait)) for _ in range(3)], 0)
+    assert pool.statistics().workers == 3
+    pool.stop_threads()
+    assert pool.join(time.monotonic() + 5)
