@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from types import CodeType
 from typing import Any
 
 __all__ = ("PLAIN", "WANTS_CTX", "WANTS_PROGRESS_CALLBACK", "call_mode")
@@ -13,15 +14,26 @@ PLAIN = 0
 WANTS_CTX = 1
 WANTS_PROGRESS_CALLBACK = 2
 
+# Code object -> mode.  A plain dict lookup is the whole cost on the hot path (submit
+# calls this for every task); bounded so generated code cannot grow it without limit.
+_modes: dict[CodeType, int] = {}
+_MAX_CACHED = 4096
 
-@functools.lru_cache(maxsize=2048)
-def _mode_of_code(code: Any) -> int:
-    names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
-    if "ctx" in names:
-        return WANTS_CTX
-    if "progress_callback" in names:
-        return WANTS_PROGRESS_CALLBACK
-    return PLAIN
+
+def _mode_of_code(code: CodeType) -> int:
+    mode = _modes.get(code)
+    if mode is None:
+        names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+        if "ctx" in names:
+            mode = WANTS_CTX
+        elif "progress_callback" in names:
+            mode = WANTS_PROGRESS_CALLBACK
+        else:
+            mode = PLAIN
+        if len(_modes) >= _MAX_CACHED:
+            _modes.clear()
+        _modes[code] = mode
+    return mode
 
 
 def _mode_of_signature(fn: Callable[..., Any]) -> int:
@@ -39,22 +51,24 @@ def _mode_of_signature(fn: Callable[..., Any]) -> int:
 def call_mode(fn: Callable[..., Any]) -> int:
     """Return whether ``fn`` declares ``ctx``, ``progress_callback`` or neither.
 
-    Functions, methods, ``functools.partial`` objects and instances with a Python
-    ``__call__`` are answered from their code object (cached, no ``inspect`` on the hot
-    path); anything else falls back to ``inspect.signature``.
+    Functions and bound methods (which forward ``__code__``) are answered from a cache
+    keyed by their code object; ``functools.partial`` objects and instances with a Python
+    ``__call__`` from the code they wrap; anything else from ``inspect.signature``.
     """
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        return _mode_of_code(code)
     target: Any = fn
     while isinstance(target, functools.partial):
         if "ctx" in target.keywords or "progress_callback" in target.keywords:
             return PLAIN
         target = target.func
-    target = getattr(target, "__func__", target)
-    code = getattr(target, "__code__", None)
-    if code is None and not isinstance(target, type):
-        call = type(target).__dict__.get("__call__") or getattr(type(target), "__call__", None)  # noqa: B004
+        code = getattr(target, "__code__", None)
+        if code is not None:
+            return _mode_of_code(code)
+    if not isinstance(target, type):
+        call = getattr(type(target), "__call__", None)  # noqa: B004 - we want the method
         code = getattr(call, "__code__", None)
         if code is not None:
             return _mode_of_code(code)
-    if code is not None:
-        return _mode_of_code(code)
     return _mode_of_signature(fn)

@@ -77,7 +77,7 @@ class MapHandle(TaskHandle[list[R]]):
         name: str | None = None,
         chunksize: int | None = None,
     ) -> None:
-        super().__init__(cast(Callable[..., list[R]], fn), (), {}, engine=engine, name=name)
+        super().__init__(cast(Callable[..., list[R]], fn), (), {}, engine, name)
         self._items: list[Any] | None = items
         self._n = len(items)
         self._results: list[Any] = [None] * self._n
@@ -133,8 +133,7 @@ class MapHandle(TaskHandle[list[R]]):
                 self._state = _RUNNING
                 pool = self._pool
                 if pool is not None:
-                    pool._queued -= 1
-                    pool._running += 1
+                    pool.count_started()
                 first = True
                 post_started = self._signals is not None or (
                     self._manager is not None and self._manager._wants_started

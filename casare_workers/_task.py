@@ -26,7 +26,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import shiboken6
@@ -36,12 +36,12 @@ from ._engine import DeliveryEngine, report_callback_exception
 from ._errors import BlockingCallError, TaskCancelledError, TaskTimeoutError
 from ._introspect import PLAIN, WANTS_CTX, call_mode
 from ._signals import WorkerSignals
-from ._state import _TERMINAL, TaskState
+from ._state import TaskState
 
 if TYPE_CHECKING:
-    from ._manager import WorkerManager
+    from ._manager import _ManagerCore
     from ._owners import OwnerRecord
-    from ._threadpool import ThreadPool
+    from ._pool import Pool
 
 __all__ = ("TaskContext", "TaskError", "TaskHandle", "TaskState")
 
@@ -180,13 +180,14 @@ class _ProgressCallback:
     __call__ = emit
 
 
-@dataclass(slots=True)
-class _Continuation:
-    on_result: Callable[[Any], object] | None
-    on_error: Callable[[TaskError], object] | None
-    on_cancelled: Callable[[], object] | None
-    context: QObject | None
-    has_context: bool = field(default=False)
+# A continuation: (on_result, on_error, on_cancelled, context, has_context).
+_Continuation = tuple[
+    Callable[[Any], object] | None,
+    Callable[["TaskError"], object] | None,
+    Callable[[], object] | None,
+    QObject | None,
+    bool,
+]
 
 
 class TaskHandle(Generic[T]):
@@ -202,6 +203,8 @@ class TaskHandle(Generic[T]):
         >>> handle.cancel()                                      # doctest: +SKIP
     """
 
+    # One slotted object per task (no instance dict): a task is created on the submit
+    # hot path and every object it allocates is more work for the cyclic GC.
     __slots__ = (
         "__weakref__",
         "_args",
@@ -217,6 +220,7 @@ class TaskHandle(Generic[T]):
         "_ended_at",
         "_engine",
         "_exc",
+        "_finished",
         "_fn",
         "_future",
         "_key",
@@ -235,7 +239,6 @@ class TaskHandle(Generic[T]):
         "_started_posted",
         "_state",
         "_status",
-        "_submitted_at",
         "_timeout",
         "_value",
         "cancel_reason",
@@ -248,7 +251,6 @@ class TaskHandle(Generic[T]):
         fn: Callable[..., T],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        *,
         engine: DeliveryEngine,
         name: str | None = None,
         signals: WorkerSignals | None = None,
@@ -261,22 +263,23 @@ class TaskHandle(Generic[T]):
         self._kwargs: dict[str, Any] | None = kwargs
         self._ctx_mode = call_mode(fn)
         self._engine = engine
+        self._signals = signals
         self._state = _PENDING
-        self._lock = _loose_lock
-        self._pool: ThreadPool | None = None
-        self._manager: WorkerManager | None = None
+        self._finished = False
+        self._lock: threading.Lock = _loose_lock
+        self._pool: Pool | None = None
+        self._manager: _ManagerCore | None = None
         self._owner: OwnerRecord | None = None
         self._key: object = None
         self._priority = 0
         self._timeout: float | None = None
         self._value: Any = None
         self._exc: BaseException | None = None
-        self._signals = signals
         self._callbacks: list[_Continuation] | None = None
-        self._done_callbacks: list[Callable[[TaskHandle[T]], object]] | None = None
+        self._done_callbacks: list[Callable[[TaskHandle[Any]], object]] | None = None
         self._done_event: threading.Event | None = None
         self._cancel_ev: threading.Event | None = None
-        self._future: Future[T] | None = None
+        self._future: Future[Any] | None = None
         self._cancel_requested = False
         self._progress: tuple[int, int] | None = None
         self._status: str | None = None
@@ -287,7 +290,6 @@ class TaskHandle(Generic[T]):
         self._started_posted = False
         self._started_emitted = False
         self._delivered = False
-        self._submitted_at = time.perf_counter()
         self._started_at = 0.0
         self._ended_at = 0.0
 
@@ -345,7 +347,7 @@ class TaskHandle(Generic[T]):
 
     def done(self) -> bool:
         """True once the task succeeded, failed or was cancelled."""
-        return self._state in _TERMINAL
+        return self._finished
 
     def running(self) -> bool:
         """True while a worker is running the function."""
@@ -420,7 +422,7 @@ class TaskHandle(Generic[T]):
             BlockingCallError: Called on the GUI thread with no timeout while the task is
                 still running (that would freeze the window).
         """
-        if self._state in _TERMINAL:
+        if self._finished:
             return True
         if timeout is None and self._engine.is_gui_thread():
             raise BlockingCallError(
@@ -431,7 +433,7 @@ class TaskHandle(Generic[T]):
         ev = self._done_event
         if ev is None:
             with self._lock:
-                if self._state in _TERMINAL:
+                if self.done():  # re-check under the lock (it may have ended meanwhile)
                     return True
                 ev = self._done_event
                 if ev is None:
@@ -484,7 +486,7 @@ class TaskHandle(Generic[T]):
                 fut = self._future
                 if fut is None:
                     fut = self._future = _HandleFuture(self)
-                    created = self._state in _TERMINAL
+                    created = self._finished
             if created:  # ended before anyone asked: mirror the outcome now
                 _mirror_into(fut, self)
         return fut
@@ -496,7 +498,7 @@ class TaskHandle(Generic[T]):
         :meth:`then` or the signals, which run on the GUI thread.
         """
         with self._lock:
-            if self._state not in _TERMINAL:
+            if not self._finished:
                 if self._done_callbacks is None:
                     self._done_callbacks = []
                 self._done_callbacks.append(fn)
@@ -528,7 +530,7 @@ class TaskHandle(Generic[T]):
                 f"then(context=...) must be a QObject whose thread runs the callback, "
                 f"got {type(context).__name__}"
             )
-        cont = _Continuation(on_result, on_error, on_cancelled, context, context is not None)
+        cont: _Continuation = (on_result, on_error, on_cancelled, context, context is not None)
         with self._lock:
             if not self._delivered:
                 if self._callbacks is None:
@@ -552,27 +554,28 @@ class TaskHandle(Generic[T]):
             self.cancel("owner destroyed")  # never start work for a dead widget
             return
         with self._lock:
-            if self._state is not _QUEUED and self._state is not _PENDING:
+            state = self._state
+            if state is not _QUEUED and state is not _PENDING:
                 return
             self._state = _RUNNING
             pool = self._pool
             if pool is not None:
-                pool._queued -= 1
-                pool._running += 1
+                pool.count_started()
+            manager = self._manager
             post_started = self._signals is not None or (
-                self._manager is not None and self._manager._wants_started
+                manager is not None and manager._wants_started
             )
             self._started_posted = post_started
         self._started_at = time.perf_counter()
         self._ran = True
         if post_started:
             self._engine.post(self._deliver_started)
-        if self._timeout is not None and self._manager is not None:
-            self._manager._watchdog.watch(self, self._timeout)
+        if self._timeout is not None and manager is not None:
+            manager._watchdog.watch(self, self._timeout)
         try:
             value = self._invoke()
         except TaskCancelledError as exc:
-            if self._cancel_requested or (self._owner is not None and not self._owner.alive):
+            if self._cancel_requested or (owner is not None and not owner.alive):
                 self._settle(_CANCELLED, None, None)
             else:
                 self._settle(_FAILED, None, exc)
@@ -622,17 +625,18 @@ class TaskHandle(Generic[T]):
             # The owner died first: whatever the function produced goes nowhere.
             state, value, exc, reason = _CANCELLED, None, None, "owner destroyed"
         with self._lock:
-            previous = self._state
-            if previous in _TERMINAL:
+            if self._finished:
                 return False
+            previous = self._state
             self._state = state
+            self._finished = True
             if state is _CANCELLED:
                 self.cancel_reason = reason
             self._value = value
             self._exc = exc
             pool = self._pool
             if pool is not None:
-                pool._count_settled(previous, state)
+                pool.count_settled(previous, state)
             done_event = self._done_event
             future = self._future
             done_callbacks = self._done_callbacks
@@ -640,6 +644,8 @@ class TaskHandle(Generic[T]):
         self._ended_at = time.perf_counter()
         if state is _CANCELLED:
             self._request_cancel()
+            if pool is not None and previous is not _PENDING:
+                pool.on_cancel(self, previous is _RUNNING)
         if done_event is not None:
             done_event.set()
         if future is not None:
@@ -647,7 +653,7 @@ class TaskHandle(Generic[T]):
         if done_callbacks:
             for fn in done_callbacks:
                 _call_done_callback(fn, self)
-        self._engine.post(self._deliver)
+        self._engine.post_item(self)
         return True
 
     # -- GUI side (run by the delivery engine) --------------------------------------------
@@ -666,7 +672,7 @@ class TaskHandle(Generic[T]):
         if sig is not None:
             sig.started.emit()
         manager = self._manager
-        if manager is not None:
+        if manager is not None and manager._wants_started:
             manager._task_started(self)
 
     def _flush_progress(self) -> None:
@@ -688,15 +694,22 @@ class TaskHandle(Generic[T]):
             sig.status.emit(status)
 
     def _deliver(self) -> None:
+        """Emit the outcome and run the continuations.  GUI thread, exactly once."""
         if self._delivered:
             return
-        alive = self._owner_alive()
+        owner = self._owner
+        alive = owner is None or owner.alive
+        manager = self._manager
         if alive:
-            if self._ran and not self._started_emitted:
+            sig = self._signals
+            if (
+                self._ran
+                and not self._started_emitted
+                and (sig is not None or (manager is not None and manager._wants_started))
+            ):
                 self._deliver_started()
             if self._progress_dirty:
                 self._flush_progress()
-            sig = self._signals
             if sig is not None:
                 state = self._state
                 if state is _SUCCEEDED:
@@ -711,19 +724,26 @@ class TaskHandle(Generic[T]):
             self._delivered = True
             callbacks = self._callbacks
             self._callbacks = None
-        if callbacks and alive:
+        if callbacks is not None and alive:
             for cont in callbacks:
-                self._run_continuation(cont)
+                if cont[4] or self._state is not _SUCCEEDED:
+                    self._run_continuation(cont)
+                    continue
+                on_result = cont[0]  # the common case, inlined: a result, no context
+                if on_result is not None:
+                    try:
+                        on_result(self._value)
+                    except BaseException as exc:
+                        report_callback_exception(f"a continuation of task {self.name!r}", exc)
         # Drop the references to the function and its arguments here, on the GUI
         # thread, so that QObjects among them are never destroyed on a worker thread.
         self._fn = self._args = self._kwargs = None
-        manager = self._manager
         if manager is not None:
             manager._task_delivered(self)
 
     def _run_continuation(self, cont: _Continuation) -> None:
-        context = cont.context
-        if cont.has_context:
+        on_result, on_error, on_cancelled, context, has_context = cont
+        if has_context:
             if context is None or not shiboken6.isValid(context):
                 return
         elif not self._owner_alive():
@@ -731,10 +751,10 @@ class TaskHandle(Generic[T]):
         state = self._state
         call: Callable[[], object] | None
         if state is _SUCCEEDED:
-            on_result, value = cont.on_result, self._value
+            value = self._value
             call = None if on_result is None else (lambda: on_result(value))
         elif state is _FAILED:
-            on_error, exc = cont.on_error, self._exc
+            exc = self._exc
             assert exc is not None
             call = (
                 None
@@ -742,7 +762,7 @@ class TaskHandle(Generic[T]):
                 else (lambda: on_error(TaskError.from_exception(exc, self.id, self.name)))
             )
         else:
-            call = cont.on_cancelled
+            call = on_cancelled
         if call is None:
             return
         if context is not None and context.thread() is not QThread.currentThread():

@@ -10,23 +10,38 @@ C++→Python boundary that PySide 6.12 mishandles on Python 3.11.  ``Worker`` is
 
 Scheduling::
 
-    submit ──► heap (-priority, seq, item) ──► idle thread? release its wake lock
-                                            └► below max_workers? start a thread
-    thread: pop ► run ► pop ► ...  heap empty ► park on its own lock (LIFO) for
-            idle_timeout seconds ► still idle ► exit
+    submit ──► FIFO deque of its priority level
+               ├► no worker busy and no wake-up in flight: wake an idle thread
+               │  (or start one, below max_workers)
+               └► workers busy: arm the monitor
+    thread:  pop (highest level first) ► run ► pop ► ...  queue empty ► park on its own
+             lock (LIFO) for idle_timeout seconds ► still idle ► exit
+    monitor: while work is queued, if no worker popped anything for INJECT_DELAY, wake
+             or start one more thread; then look again one INJECT_DELAY later
 
-Each parked thread waits on a private lock that the submitter releases while holding the
-pool lock, so a wake-up is never lost and never counted twice (``Condition.wait`` with a
-timeout can do both).
+Why not wake a thread per submit: under the GIL, extra threads only help when the
+running ones are blocked (I/O, sleeps, GIL-releasing C code).  Waking all of them for a
+burst of short Python tasks makes them fight for the GIL with the GUI thread (measured:
+8 threads were 2x slower per task than 1 and stalled the GUI timer 4x longer).  A thread
+that keeps popping work proves the queue is being served; only a queue that stops
+moving gets another thread, one per INJECT_DELAY (the "starvation detection" of .NET's
+thread pool).  Blocking I/O tasks therefore ramp up to ``max_workers`` within a few
+milliseconds, and short tasks run on as few threads as keep up.
+
+Each parked thread waits on a private lock that is released with the pool lock held, so
+a wake-up is never lost and never counted twice (``Condition.wait`` with a timeout can do
+both).  Priorities are FIFO deques per level (O(1), no allocation per task); a handful
+of distinct levels is the expected use.
 """
 
 from __future__ import annotations
 
-import heapq
+import bisect
 import itertools
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,10 +49,18 @@ from ._config import PoolConfig
 from ._errors import ManagerShutdownError
 from ._state import TaskState
 
+# Module-level aliases: looking a member up on the Enum class costs a descriptor call.
+_QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
+_SUCCEEDED, _FAILED = TaskState.SUCCEEDED, TaskState.FAILED
+
 if TYPE_CHECKING:
+    from ._map import MapHandle
     from ._task import TaskHandle
 
-__all__ = ("PoolStatistics", "ThreadPool")
+__all__ = ("INJECT_DELAY", "PoolStatistics", "ThreadPool")
+
+#: Seconds queued work may see no progress before the monitor adds a thread.
+INJECT_DELAY = 0.001
 
 logger = logging.getLogger("casare_workers")
 
@@ -106,10 +129,18 @@ class ThreadPool:
         self.name = name
         self.max_workers = config.max_workers
         self._idle_timeout = config.idle_timeout
-        self._lock = threading.Lock()
-        self._exited = threading.Condition(self._lock)
-        self._heap: list[tuple[int, int, PoolItem]] = []
-        self._seq = itertools.count()
+        self.lock = threading.Lock()
+        self._exited = threading.Condition(self.lock)
+        # Priority levels, highest first, each a FIFO; level 0 always exists.
+        self._default: deque[PoolItem] = deque()
+        self._levels: list[int] = [0]
+        self._queues: list[deque[PoolItem]] = [self._default]
+        self._pending = 0  # items in all queues (tasks and map runners, live or cancelled)
+        self._waking = False  # a wake-up (or a thread start) is in flight
+        self._last_pop = 0.0
+        self._monitor_cv = threading.Condition(self.lock)
+        self._monitor: threading.Thread | None = None
+        self._monitor_armed = False
         self._idle: list[threading.Lock] = []
         self._threads: set[threading.Thread] = set()
         self._current: dict[int, PoolItem] = {}
@@ -128,46 +159,101 @@ class ThreadPool:
 
     def submit(self, task: TaskHandle[Any], priority: int) -> None:
         """Queue ``task`` (already bound to this pool's lock) to run at ``priority``."""
-        with self._lock:
+        with self.lock:
             if not self._accepting:
                 raise ManagerShutdownError(
                     f"pool {self.name!r} is shut down; create a new WorkerManager to run more work"
                 )
-            task._state = TaskState.QUEUED
+            task._state = _QUEUED
             self._queued += 1
             self._submitted += 1
-            heapq.heappush(self._heap, (-priority, next(self._seq), task))
-            spawn = self._wake_or_grow()
+            queue = self._default if priority == 0 else self._queue_for(priority)
+            queue.append(task)
+            self._pending += 1
+            spawn = self._schedule()
         if spawn:
             self._spawn()
 
     def push_items(self, items: list[PoolItem], priority: int) -> None:
         """Queue internal items (a map's chunk runners) without counting them as tasks."""
-        spawn = 0
-        with self._lock:
-            for item in items:
-                heapq.heappush(self._heap, (-priority, next(self._seq), item))
-                spawn += self._wake_or_grow()
-        for _ in range(spawn):
+        with self.lock:
+            self._queue_for(priority).extend(items)
+            self._pending += len(items)
+            spawn = self._schedule()
+        if spawn:
             self._spawn()
+
+    def _schedule(self) -> bool:
+        # Called with the lock held after queueing; True: the caller starts a thread.
+        if self._waking:
+            return False
+        if not self._current:
+            return self._wake_or_grow()
+        if not self._monitor_armed:
+            self._arm_monitor()
+        return False
+
+    def _arm_monitor(self) -> None:
+        # Called with the lock held: work is queued behind busy workers.
+        self._monitor_armed = True
+        if self._monitor is None:
+            self._monitor = threading.Thread(
+                target=self._watch, name=f"casare-{self.name}-monitor", daemon=True
+            )
+            self._monitor.start()
+        else:
+            self._monitor_cv.notify()
+
+    def _queue_for(self, priority: int) -> deque[PoolItem]:
+        # Called with the lock held.  Levels are kept sorted from highest to lowest.
+        index = bisect.bisect_left(self._levels, -priority, key=lambda level: -level)
+        if index < len(self._levels) and self._levels[index] == priority:
+            return self._queues[index]
+        queue: deque[PoolItem] = deque()
+        self._levels.insert(index, priority)
+        self._queues.insert(index, queue)
+        return queue
+
+    def _pop(self) -> PoolItem:
+        # Called with the lock held and self._pending > 0.
+        self._pending -= 1
+        for queue in self._queues:
+            if queue:
+                return queue.popleft()
+        raise AssertionError("pending count out of step with the queues")
+
+    def submit_map(self, task: MapHandle[Any], priority: int) -> None:
+        """Count a map as one task and queue its chunk runners."""
+        self.register(task)
+        task._launch(self)
+
+    def on_cancel(self, task: TaskHandle[Any], was_running: bool) -> None:
+        """Nothing to do: a queued task is skipped when popped; a thread cannot be stopped."""
+
+    def still_running(self) -> list[str]:
+        """Names of the functions the threads are executing now."""
+        with self.lock:
+            return [item._task.name for item in self._current.values()]
 
     def register(self, task: TaskHandle[Any]) -> None:
         """Count a task that runs on this pool's threads through ``push_items``."""
-        with self._lock:
+        with self.lock:
             if not self._accepting:
                 raise ManagerShutdownError(
                     f"pool {self.name!r} is shut down; create a new WorkerManager to run more work"
                 )
-            task._state = TaskState.QUEUED
+            task._state = _QUEUED
             self._queued += 1
             self._submitted += 1
 
     def _wake_or_grow(self) -> bool:
-        # Called with the lock held.
+        # Called with the lock held; returns True if the caller must start a thread.
         if self._idle:
+            self._waking = True
             self._idle.pop().release()
             return False
         if self._nthreads < self.max_workers:
+            self._waking = True
             self._nthreads += 1
             return True
         return False
@@ -178,15 +264,16 @@ class ThreadPool:
             name=f"casare-{self.name}-{next(self._thread_seq)}",
             daemon=True,
         )
-        with self._lock:
+        with self.lock:
             self._threads.add(thread)
         try:
             thread.start()
         except RuntimeError:  # the OS refused another thread
-            with self._lock:
+            with self.lock:
                 self._threads.discard(thread)
                 self._nthreads -= 1
-                stranded = self._nthreads == 0 and bool(self._heap)
+                self._waking = False
+                stranded = self._nthreads == 0 and bool(self._pending)
             logger.exception("pool %r could not start a worker thread", self.name)
             if stranded:
                 raise
@@ -196,16 +283,23 @@ class ThreadPool:
     def _work(self) -> None:
         wake = threading.Lock()
         wake.acquire()
-        lock = self._lock
-        heap = self._heap
+        lock = self.lock
         current = self._current
+        clock = time.perf_counter
         ident = threading.get_ident()
+        woken = True  # a new thread starts as the wake-up in flight
         try:
             while True:
                 lock.acquire()
-                if heap:
-                    item = heapq.heappop(heap)[2]
+                if woken:
+                    self._waking = False
+                    woken = False
+                if self._pending:
+                    item = self._pop()
                     current[ident] = item
+                    self._last_pop = clock()
+                    if self._pending and not self._monitor_armed:
+                        self._arm_monitor()
                     lock.release()
                     try:
                         item._pool_run()
@@ -220,6 +314,7 @@ class ThreadPool:
                     return
                 self._idle.append(wake)
                 lock.release()
+                woken = True
                 if wake.acquire(timeout=self._idle_timeout):
                     continue
                 with lock:
@@ -234,25 +329,56 @@ class ThreadPool:
                 self._threads.discard(threading.current_thread())
                 self._exited.notify_all()
 
+    def _watch(self) -> None:
+        """The monitor thread: adds a worker when queued work stops moving."""
+        cv = self._monitor_cv
+        clock = time.perf_counter
+        with cv:
+            while not self._closed:
+                if not self._pending or not self._monitor_armed:
+                    self._monitor_armed = False
+                    cv.wait()
+                    continue
+                now = clock()
+                due = self._last_pop + INJECT_DELAY
+                if now < due:
+                    cv.wait(due - now)
+                    continue
+                self._last_pop = now  # the next injection waits a full interval
+                if self._waking or not (self._idle or self._nthreads < self.max_workers):
+                    cv.wait(INJECT_DELAY)
+                    continue
+                if self._wake_or_grow():
+                    cv.release()
+                    try:
+                        self._spawn()
+                    finally:
+                        cv.acquire()
+
     # -- accounting (called with the lock held, from TaskHandle._settle) -----------------
 
-    def _count_settled(self, previous: TaskState, state: TaskState) -> None:
-        if previous is TaskState.QUEUED:
+    def count_started(self) -> None:
+        """A queued task started running (called with the lock held)."""
+        self._queued -= 1
+        self._running += 1
+
+    def count_settled(self, previous: TaskState, state: TaskState) -> None:
+        if previous is _QUEUED:
             self._queued -= 1
-        elif previous is TaskState.RUNNING:
+        elif previous is _RUNNING:
             self._running -= 1
         else:
             return  # a PENDING task was never counted
-        if state is TaskState.SUCCEEDED:
+        if state is _SUCCEEDED:
             self._succeeded += 1
-        elif state is TaskState.FAILED:
+        elif state is _FAILED:
             self._failed += 1
         else:
             self._cancelled += 1
 
     def statistics(self) -> PoolStatistics:
         """Return a consistent snapshot of the counters."""
-        with self._lock:
+        with self.lock:
             abandoned = sum(1 for item in self._current.values() if item._task.done())
             return PoolStatistics(
                 name=self.name,
@@ -273,30 +399,32 @@ class ThreadPool:
 
     def queued_tasks(self) -> list[TaskHandle[Any]]:
         """Return the tasks still waiting in the queue (a snapshot)."""
-        with self._lock:
+        with self.lock:
             seen: dict[int, TaskHandle[Any]] = {}
-            for _, _, item in self._heap:
-                task = item._task
-                if task._state is TaskState.QUEUED:
-                    seen[task.id] = task
+            for queue in self._queues:
+                for item in queue:
+                    task = item._task
+                    if task._state is _QUEUED:
+                        seen[task.id] = task
             return list(seen.values())
 
     def close(self) -> None:
         """Refuse new work; queued work still runs."""
-        with self._lock:
+        with self.lock:
             self._accepting = False
 
-    def stop_threads(self) -> None:
+    def stop(self) -> None:
         """Let every thread exit once the queue is empty (idle ones exit now)."""
-        with self._lock:
+        with self.lock:
             self._accepting = False
             self._closed = True
             while self._idle:
                 self._idle.pop().release()
+            self._monitor_cv.notify()
 
     def join(self, deadline: float) -> bool:
         """Wait until every thread has exited or ``time.monotonic()`` passes ``deadline``."""
-        with self._lock:
+        with self.lock:
             while self._nthreads:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -306,5 +434,5 @@ class ThreadPool:
 
     def threads(self) -> list[threading.Thread]:
         """The pool's live threads (for leak checks in tests)."""
-        with self._lock:
+        with self.lock:
             return list(self._threads)

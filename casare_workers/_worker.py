@@ -81,7 +81,7 @@ class Worker(QRunnable, Generic[T]):
         self.signals = WorkerSignals()
         #: The handle of this worker's task (state, cancel, result, then()).
         self.handle: TaskHandle[T] = TaskHandle(
-            target, args, kwargs, engine=get_engine(), name=name, signals=self.signals
+            target, args, kwargs, get_engine(), name, self.signals
         )
 
     def work(self, *args: Any, **kwargs: Any) -> T:

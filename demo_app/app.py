@@ -65,9 +65,8 @@ class DemoWindow(QMainWindow):
 def _has_display() -> bool:
     if os.environ.get("QT_QPA_PLATFORM"):
         return True
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
+    on_linux = sys.platform.startswith("linux")
+    return not on_linux or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def main(argv: list[str]) -> int:

@@ -56,8 +56,16 @@ def test_worker_threads_are_daemons(qapp: Any) -> None:
 
 def test_stop_threads_releases_idle_threads(qapp: Any) -> None:
     pool = ThreadPool("t", PoolConfig(3, idle_timeout=60))
-    barrier = threading.Barrier(3, timeout=5)
-    pool.push_items([cast(Any, _Item(barrier.wait)) for _ in range(3)], 0)
-    assert pool.statistics().workers == 3
-    pool.stop_threads()
+    barrier = threading.Barrier(3, timeout=5)  # needs three threads at once
+    done = threading.Semaphore(0)
+
+    def item() -> None:
+        barrier.wait()
+        done.release()
+
+    pool.push_items([cast(Any, _Item(item)) for _ in range(3)], 0)
+    for _ in range(3):
+        assert done.acquire(timeout=5)
+    assert pool.statistics().workers == 3  # parked, waiting for work (idle_timeout 60 s)
+    pool.stop()
     assert pool.join(time.monotonic() + 5)

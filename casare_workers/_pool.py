@@ -1,0 +1,73 @@
+"""The contract between the manager, its tasks and a pool backend.
+
+The manager owns named pools of different kinds (threads here; processes and Dask in
+their own modules) and talks to each only through :class:`Pool`.  A task (a
+``TaskHandle``) is bound to its pool before it is queued: it uses the pool's ``lock``
+for its one terminal transition and calls ``count_settled`` under that lock, so
+``submitted == queued + running + succeeded + failed + cancelled`` holds at every moment.
+
+Life of a task in a pool::
+
+    manager ─ submit(task, priority) ─► pool marks it QUEUED, counts it
+    pool ─ runs it (thread) or ships it (process, Dask) ─► task RUNNING
+    whoever decides the outcome ─ task._settle(...) ─► count_settled under pool.lock
+    task.cancel() while queued/running ─► pool.on_cancel(task) (stop the work if it can)
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ._map import MapHandle
+    from ._state import TaskState
+    from ._task import TaskHandle
+    from ._threadpool import PoolStatistics
+
+__all__ = ("Pool",)
+
+
+class Pool(Protocol):
+    """What a pool backend provides to the manager.  All methods are thread-safe."""
+
+    name: str
+    kind: str
+    max_workers: int
+    lock: threading.Lock
+
+    def submit(self, task: TaskHandle[Any], priority: int) -> None:
+        """Queue ``task``; mark it QUEUED and count it.  Raise ManagerShutdownError if closed."""
+
+    def submit_map(self, task: MapHandle[Any], priority: int) -> None:
+        """Queue a ``map`` (one task over many items), chunked as suits the backend."""
+
+    def count_started(self) -> None:
+        """A queued task started running (called with ``lock`` held)."""
+
+    def count_settled(self, previous: TaskState, state: TaskState) -> None:
+        """Update the counters for one terminal transition (called with ``lock`` held)."""
+
+    def on_cancel(self, task: TaskHandle[Any], was_running: bool) -> None:
+        """``task`` was cancelled (queued or running): stop its work if the backend can."""
+
+    def statistics(self) -> PoolStatistics:
+        """A consistent snapshot of the counters."""
+
+    def queued_tasks(self) -> list[TaskHandle[Any]]:
+        """The tasks still waiting (a snapshot)."""
+
+    def still_running(self) -> list[str]:
+        """Names of functions executing now whose task may already have ended."""
+
+    def close(self) -> None:
+        """Refuse new work; queued work still runs."""
+
+    def stop(self) -> None:
+        """Refuse new work and let the workers exit once the queue is empty."""
+
+    def join(self, deadline: float) -> bool:
+        """Wait until every worker has exited or ``time.monotonic()`` passes ``deadline``."""
+
+    def threads(self) -> list[threading.Thread]:
+        """The backend's live threads (for leak checks in tests)."""
