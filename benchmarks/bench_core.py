@@ -411,31 +411,38 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contender", choices=sorted(CONTENDERS))
     parser.add_argument("--scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--repeat", type=int, default=3, help="runs per cell (median kept)")
     parser.add_argument("--json", help="also write the raw figures to this file")
     args = parser.parse_args()
     if args.contender and args.scenario:
         print(json.dumps(run_one(args.contender, args.scenario)))
         return 0
     plan = [(c, s) for s in SCENARIOS for c in CONTENDERS if not (c == "d" and s != "throughput")]
-    results: dict[str, dict[str, Any]] = {}
-    for contender, scenario in plan:
-        out = subprocess.run(
-            [sys.executable, __file__, "--contender", contender, "--scenario", scenario],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        if out.returncode != 0:
-            results[f"{contender}/{scenario}"] = {"error": out.stderr.strip().splitlines()[-1:]}
-            print(f"{contender}/{scenario}: FAILED\n{out.stderr}", file=sys.stderr)
-            continue
-        results[f"{contender}/{scenario}"] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(render(results))
+    runs: dict[str, list[dict[str, Any]]] = {f"{c}/{s}": [] for c, s in plan}
+    # Interleave the repetitions so that a noisy minute hurts every contender alike.
+    for _ in range(args.repeat):
+        for contender, scenario in plan:
+            out = subprocess.run(
+                [sys.executable, __file__, "--contender", contender, "--scenario", scenario],
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
+            if out.returncode != 0:
+                print(f"{contender}/{scenario}: FAILED\n{out.stderr}", file=sys.stderr)
+                continue
+            runs[f"{contender}/{scenario}"].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    results = {key: median_of(values) for key, values in runs.items() if values}
+    print(render(results, args.repeat))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"machine": machine(), "results": results}, fh, indent=2)
+            json.dump({"machine": machine(), "results": results, "runs": runs}, fh, indent=2)
     return 0
+
+
+def median_of(values: list[dict[str, Any]]) -> dict[str, Any]:
+    return {key: statistics.median(v[key] for v in values) for key in values[0]}
 
 
 def machine() -> dict[str, Any]:
@@ -449,7 +456,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def render(results: dict[str, dict[str, Any]]) -> str:
+def render(results: dict[str, dict[str, Any]], repeat: int) -> str:
     def get(key: str, field: str) -> str:
         value = results.get(key, {}).get(field)
         return (
@@ -458,7 +465,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
 
     m = machine()
     lines = [
-        f"Python {m['python']}, PySide6 {m['pyside6']}, {m['cpus']} CPUs, {m['platform']}",
+        f"Python {m['python']}, PySide6 {m['pyside6']}, {m['cpus']} CPUs, {m['platform']}; "
+        f"median of {repeat} runs per cell",
         "",
         "| contender | throughput µs/task | GUI ms submitting | worst gap ms "
         "| round trip median µs | worst gap ms "

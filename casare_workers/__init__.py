@@ -11,6 +11,7 @@ Layers, bottom up (one private module each):
 * ``_worker``     Worker (a QRunnable) + WorkerSignals, the pattern PySide users know
 * ``_manager``    WorkerManager: named pools, options (owner, key, timeout), statistics,
                   shutdown
+* ``_model``, ``_delegate``  TaskTableModel + ProgressBarDelegate for any QTableView
 * ``pytest_plugin`` fixtures for testing code that uses the library
 """
 
@@ -21,6 +22,7 @@ from ._selfcheck import check_bool_leak
 check_bool_leak()
 
 from ._config import PoolConfig  # noqa: E402
+from ._delegate import ProgressBarDelegate  # noqa: E402
 from ._engine import DeliveryEngine, get_engine  # noqa: E402
 from ._errors import (  # noqa: E402
     AlreadyStartedError,
@@ -43,6 +45,7 @@ from ._manager import (  # noqa: E402
     set_default_manager,
 )
 from ._map import MapHandle  # noqa: E402
+from ._model import TaskTableModel  # noqa: E402
 from ._signals import WorkerSignals  # noqa: E402
 from ._state import TaskState  # noqa: E402
 from ._task import TaskContext, TaskError, TaskHandle  # noqa: E402
@@ -65,6 +68,7 @@ __all__ = (
     "NoApplicationError",
     "PoolConfig",
     "PoolStatistics",
+    "ProgressBarDelegate",
     "ShutdownReport",
     "TaskCancelledError",
     "TaskContext",
@@ -72,6 +76,7 @@ __all__ = (
     "TaskHandle",
     "TaskOptions",
     "TaskState",
+    "TaskTableModel",
     "TaskTimeoutError",
     "UnknownPoolError",
     "Worker",

@@ -179,6 +179,8 @@ class _ManagerCore:
         self.wants_submitted = False
         self.wants_finished = False
         self.samples: deque[tuple[float, dict[str, int]]] = deque()
+        # Deques that receive every submitted task (item models drain them in batches).
+        self.watchers: list[deque[TaskHandle[Any]]] = []
 
     def facade(self) -> WorkerManager | None:
         """The WorkerManager QObject, while it exists."""
@@ -361,6 +363,9 @@ class _ManagerCore:
                     self.keys[key] = task
         # A single dict store is atomic under the GIL: no lock on the plain path.
         self.live[task.id] = task
+        if self.watchers:
+            for watcher in self.watchers:
+                watcher.append(task)
         if superseded is not None:
             superseded.cancel("superseded")
         try:
@@ -739,6 +744,23 @@ class WorkerManager(QObject):
         event loop in the calling thread).  On the GUI thread it runs ``fn`` at once.
         """
         return self._core.engine.call_in_gui_thread(fn, *args, **kwargs)
+
+    def watch_tasks(self) -> deque[TaskHandle[Any]]:
+        """Return a deque that receives every task submitted from now on.
+
+        For views that refresh in batches (``TaskTableModel``): appending costs the
+        submitter ~0.05 µs, and no signal is emitted per task.  Call
+        :meth:`unwatch_tasks` when done.
+        """
+        watcher: deque[TaskHandle[Any]] = deque()
+        self._core.watchers.append(watcher)
+        return watcher
+
+    def unwatch_tasks(self, watcher: deque[TaskHandle[Any]]) -> None:
+        """Stop feeding a deque returned by :meth:`watch_tasks`."""
+        watchers = self._core.watchers
+        if watcher in watchers:
+            watchers.remove(watcher)
 
     def threads(self) -> list[threading.Thread]:
         """Every live worker thread of every pool (for leak checks in tests)."""
