@@ -26,7 +26,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The test suite (and mypy --strict on the primary Python)."""
-    session.install("-e", ".[async]")
+    session.install("-e", ".[async,demo]")
     session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
     if session.python == PRIMARY:
         session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
@@ -39,5 +39,5 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """Run the demo app (extra arguments go to the app, e.g. -- --screenshot out.png)."""
-    session.install("-e", ".[async]")
+    session.install("-e", ".[async,demo]")
     session.run("python", "-m", "demo_app", *session.posargs)

@@ -1,4 +1,12 @@
-"""The demo window (placeholder until the demo issue): live pool statistics and a burst."""
+"""``python -m demo_app``: watch casare_workers' pools work.
+
+Options:
+    --screenshot PATH   write a PNG of the window (after --run-for, or at once)
+    --run-for SECONDS   run the scripted scenario for that long, then close
+
+With no display (Linux without DISPLAY/WAYLAND_DISPLAY and no QT_QPA_PLATFORM) the demo
+says so and runs the scripted scenario offscreen instead of crashing.
+"""
 
 from __future__ import annotations
 
@@ -6,60 +14,33 @@ import argparse
 import os
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import (
-    QApplication,
-    QLabel,
-    QMainWindow,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
+from PySide6.QtCore import QMessageLogContext, QTimer, QtMsgType, qInstallMessageHandler
+from PySide6.QtWidgets import QApplication
+
+from casare_workers import WorkerManager
+from demo_app.window import DemoWindow
+
+__all__ = ("SCENARIO", "main", "run_scenario")
+
+#: The scripted scenario: (seconds after start, launcher key).
+SCENARIO: tuple[tuple[float, str], ...] = (
+    (0.2, "io"),
+    (0.6, "map"),
+    (1.0, "cpu"),
+    (1.6, "io"),
 )
 
-from casare_workers import ManagerStatistics, WorkerManager
+# The offscreen platform warns about features it does not have; they do not matter here.
+_IGNORED_QT_MESSAGES = ("does not support propagateSizeHints",)
 
 
-def _io_task(i: int) -> int:
-    time.sleep(0.01)  # stands in for a network or disk wait
-    return i
-
-
-class DemoWindow(QMainWindow):
-    """Shows each pool's counters and launches a burst of I/O tasks."""
-
-    def __init__(self, manager: WorkerManager) -> None:
-        super().__init__()
-        self.manager = manager
-        self.setWindowTitle("casare_workers demo")
-        central = QWidget(self)
-        layout = QVBoxLayout(central)
-        self.stats_label = QLabel("idle", central)
-        self.burst_button = QPushButton("Run 200 I/O tasks", central)
-        self.burst_button.clicked.connect(self.run_burst)
-        layout.addWidget(self.burst_button)
-        layout.addWidget(self.stats_label)
-        self.setCentralWidget(central)
-        manager.statistics_changed.connect(self.show_statistics)
-        self.show_statistics(manager.statistics())
-
-    def run_burst(self) -> None:
-        """Submit 200 short I/O-bound tasks owned by this window.  GUI thread."""
-        opts = self.manager.options(owner=self)
-        for i in range(200):
-            opts.submit(_io_task, i)
-
-    def show_statistics(self, stats: ManagerStatistics) -> None:
-        """Render the counters.  Runs on the GUI thread."""
-        lines = [
-            f"{s.name:<11} max {s.max_workers:>2}  busy {s.busy:>2}  queued {s.queued:>4}  "
-            f"done {s.succeeded:>5}  failed {s.failed:>3}  cancelled {s.cancelled:>3}  "
-            f"{s.throughput:>7.1f}/s"
-            for s in stats.pools.values()
-        ]
-        self.stats_label.setText("\n".join(lines))
+def _qt_messages(kind: QtMsgType, context: QMessageLogContext, message: str) -> None:
+    if any(text in message for text in _IGNORED_QT_MESSAGES):
+        return
+    print(message, file=sys.stderr)
 
 
 def _has_display() -> bool:
@@ -69,35 +50,52 @@ def _has_display() -> bool:
     return not on_linux or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def main(argv: list[str]) -> int:
-    """Run the demo; see ``--help``."""
-    parser = argparse.ArgumentParser(prog="python -m demo_app", description=__doc__)
+def run_scenario(window: DemoWindow, scenario: tuple[tuple[float, str], ...] = SCENARIO) -> None:
+    """Click the launchers of ``scenario`` at their times.  GUI thread."""
+    for at, key in scenario:
+        button = window.launchers.get(key)
+        if button is not None:
+            QTimer.singleShot(int(at * 1000), window, button.click)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; see the module docstring."""
+    parser = argparse.ArgumentParser(prog="python -m demo_app", description="casare_workers demo")
     parser.add_argument("--screenshot", type=Path, help="write a PNG of the window here")
-    parser.add_argument("--run-for", type=float, help="run a scripted scenario, then quit")
+    parser.add_argument("--run-for", type=float, help="run the scripted scenario, then quit")
     args = parser.parse_args(argv)
     if not _has_display():
-        print("demo_app: no display found; running the headless scenario offscreen.")
+        print("demo_app: no display found; running the scripted scenario offscreen.")
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
         if args.run_for is None:
-            args.run_for = 3.0
+            args.run_for = 4.0
         if args.screenshot is None:
             args.screenshot = Path(tempfile.gettempdir()) / "casare_workers_demo.png"
+    qInstallMessageHandler(_qt_messages)
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
     manager = WorkerManager()
     window = DemoWindow(manager)
-    window.resize(720, 240)
+    window.resize(1280, 860)
     window.show()
+    finish: Callable[[], None] | None = None
     if args.run_for is not None:
-        QTimer.singleShot(0, window.run_burst)
+        run_scenario(window)
 
         def finish() -> None:
             if args.screenshot is not None:
                 window.grab().save(str(args.screenshot))
                 print(f"demo_app: screenshot written to {args.screenshot}")
+            for line in window.log_lines:
+                print(f"demo_app: {line}")
             window.close()
             app.quit()
 
         QTimer.singleShot(int(args.run_for * 1000), finish)
+    elif args.screenshot is not None:
+        QTimer.singleShot(500, lambda: window.grab().save(str(args.screenshot)))
     code = app.exec()
-    manager.shutdown()
+    report = manager.shutdown()
+    if not report.clean:
+        print(f"demo_app: still running at exit: {', '.join(report.still_running)}")
     return code

@@ -1,0 +1,266 @@
+"""The demo window: pools at work, a task table, launchers and a responsiveness meter."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QModelIndex, Qt, QTimer
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMainWindow,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from casare_workers import (
+    ManagerStatistics,
+    ProgressBarDelegate,
+    TaskError,
+    TaskTableModel,
+    WorkerManager,
+)
+from demo_app.panels import PoolPanel, StallMeter
+from demo_app.workloads import LocalServer, count_primes, fetch, normalise
+
+__all__ = ("DemoWindow",)
+
+#: Work per CPU task (about 30-60 ms of pure Python on a laptop core).
+PRIME_LIMIT = 60_000
+
+
+class DemoWindow(QMainWindow):
+    """Launch realistic workloads and watch every pool handle them.
+
+    Every launcher submits with ``owner=self``: closing the window cancels what is left
+    and nothing is delivered to a closed window.
+    """
+
+    def __init__(self, manager: WorkerManager) -> None:
+        super().__init__()
+        self.manager = manager
+        self.server = LocalServer()
+        self.setWindowTitle("casare_workers — pools at work")
+        self.launchers: dict[str, QPushButton] = {}
+        self.panels: dict[str, PoolPanel] = {}
+        self.log_lines: list[str] = []
+
+        central = QWidget(self)
+        root = QVBoxLayout(central)
+        root.setContentsMargins(10, 10, 10, 10)
+        root.setSpacing(8)
+
+        bar = QHBoxLayout()
+        bar.setSpacing(6)
+        for key, label, slot in self._launcher_specs():
+            button = QPushButton(label, central)
+            button.setObjectName(f"launch-{key}")
+            button.clicked.connect(slot)
+            bar.addWidget(button)
+            self.launchers[key] = button
+        bar.addStretch(1)
+        self.stall_meter = StallMeter(central)
+        bar.addWidget(self.stall_meter)
+        root.addLayout(bar)
+
+        splitter = QSplitter(Qt.Orientation.Vertical, central)
+        pools = QWidget(splitter)
+        grid = QGridLayout(pools)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setSpacing(8)
+        stats = manager.statistics()
+        for i, (name, pool_stats) in enumerate(stats.pools.items()):
+            panel = PoolPanel(name, pool_stats.kind, pools)
+            grid.addWidget(panel, i // 3, i % 3)
+            self.panels[name] = panel
+        splitter.addWidget(pools)
+
+        tasks = QWidget(splitter)
+        tasks_layout = QVBoxLayout(tasks)
+        tasks_layout.setContentsMargins(0, 0, 0, 0)
+        tasks_layout.setSpacing(4)
+        header = QHBoxLayout()
+        self.summary = QLabel("No tasks yet.", tasks)
+        self.summary.setObjectName("summary")
+        header.addWidget(self.summary, 1)
+        self.cancel_selected = QPushButton("Cancel selected", tasks)
+        self.cancel_selected.clicked.connect(self.cancel_selected_rows)
+        self.cancel_all = QPushButton("Cancel all", tasks)
+        self.cancel_all.clicked.connect(self.cancel_everything)
+        header.addWidget(self.cancel_selected)
+        header.addWidget(self.cancel_all)
+        tasks_layout.addLayout(header)
+        self.model = TaskTableModel(manager, self, max_rows=500, refresh_ms=150)
+        self.table = QTableView(tasks)
+        self.table.setObjectName("task-table")
+        self.table.setModel(self.model)
+        self.table.setItemDelegateForColumn(
+            TaskTableModel.PROGRESS_COLUMN, ProgressBarDelegate(self.table)
+        )
+        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(24)
+        header_view = self.table.horizontalHeader()
+        header_view.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header_view.setStretchLastSection(True)
+        for column, width in enumerate((190, 80, 90, 170, 70)):
+            self.table.setColumnWidth(column, width)
+        self.table.doubleClicked.connect(self.show_details)
+        self.table.setToolTip("Double-click a failed task to see its traceback")
+        tasks_layout.addWidget(self.table)
+        splitter.addWidget(tasks)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        root.addWidget(splitter, 1)
+
+        self.status = QLabel("Ready.", central)
+        self.status.setObjectName("status")
+        self.status.setWordWrap(True)
+        root.addWidget(self.status)
+        self.setCentralWidget(central)
+
+        manager.statistics_changed.connect(self.show_statistics)
+        # Sample the statistics while idle too (the plots keep scrolling), and redraw one
+        # plot per tick, round robin: a redraw costs several ms, three at once would not
+        # fit in a frame.
+        self._plot_timer = QTimer(self)
+        self._plot_timer.setInterval(200)
+        self._plot_timer.timeout.connect(self._redraw_next)
+        self._plot_timer.start()
+        self._redraw_index = 0
+        self.show_statistics(stats)
+
+    # -- launchers -----------------------------------------------------------------------
+
+    def _launcher_specs(self) -> list[tuple[str, str, Callable[[], None]]]:
+        return [
+            ("io", "I/O burst (200)", self.launch_io_burst),
+            ("cpu", "CPU batch", self.launch_cpu_batch),
+            ("map", "map (20 000 items)", self.launch_map),
+        ]
+
+    def launch_io_burst(self) -> None:
+        """200 HTTP requests to the local server on the io pool.  GUI thread."""
+        opts = self.manager.options(pool="io", owner=self, name="fetch")
+        handles = [opts.submit(fetch, f"{self.server.url}/item/{i}") for i in range(200)]
+        began = time.perf_counter()
+        done = [0]
+
+        def one_done(_: object) -> None:
+            done[0] += 1
+            if done[0] == len(handles):
+                self.report(f"I/O burst: 200 requests in {time.perf_counter() - began:.2f} s")
+
+        for handle in handles:
+            handle.then(one_done, one_done, context=self)
+
+    def launch_cpu_batch(self) -> None:
+        """A pure-Python batch on the cpu pool.  GUI thread."""
+        count = 2 * (os.cpu_count() or 1)
+        opts = self.manager.options(pool="cpu", owner=self, name="count_primes")
+        began = time.perf_counter()
+        handle = opts.map(count_primes, [PRIME_LIMIT] * count, chunksize=1)
+        pool = handle.pool
+        handle.then(
+            lambda _: self.report(
+                f"CPU batch: {count} tasks on the {pool} pool in "
+                f"{time.perf_counter() - began:.2f} s"
+            ),
+            context=self,
+        )
+
+    def launch_map(self) -> None:
+        """A 20 000-item map with aggregate progress.  GUI thread."""
+        began = time.perf_counter()
+        handle = self.manager.options(owner=self, name="map normalise").map(
+            normalise, range(20_000)
+        )
+        handle.then(
+            lambda values: self.report(
+                f"map: {len(values)} items in {time.perf_counter() - began:.3f} s "
+                f"({handle.chunks} chunks)"
+            ),
+            context=self,
+        )
+
+    # -- table actions ------------------------------------------------------------------
+
+    def cancel_selected_rows(self) -> None:
+        """Cancel the tasks of the selected rows."""
+        rows = {index.row() for index in self.table.selectionModel().selectedRows()}
+        cancelled = sum(self.model.cancel_row(row) for row in sorted(rows))
+        self.report(f"Cancelled {cancelled} selected task(s).")
+
+    def cancel_everything(self) -> None:
+        """Cancel every task of the manager."""
+        self.report(f"Cancelled {self.manager.cancel_all()} task(s).")
+
+    def show_details(self, index: QModelIndex) -> None:
+        """Show the traceback (or outcome) of a row in a non-modal dialog."""
+        task: Any = self.model.task_at(index.row())
+        error: TaskError | None = getattr(task, "error", None)
+        text = (
+            error.traceback if error is not None else str(self.model.index(index.row(), 5).data())
+        )
+        dialog = QDialog(self)
+        dialog.setObjectName("details")
+        dialog.setWindowTitle(f"{task.name} — {task.state.value}")
+        layout = QVBoxLayout(dialog)
+        view = QPlainTextEdit(text, dialog)
+        view.setReadOnly(True)
+        view.setMinimumSize(560, 260)
+        layout.addWidget(view)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, dialog)
+        buttons.rejected.connect(dialog.close)
+        layout.addWidget(buttons)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self.details = dialog
+
+    # -- display ------------------------------------------------------------------------
+
+    def show_statistics(self, stats: ManagerStatistics) -> None:
+        """Update the panels and the summary.  GUI thread."""
+        now = time.monotonic()
+        for name, pool_stats in stats.pools.items():
+            panel = self.panels.get(name)
+            if panel is not None:
+                panel.update_statistics(pool_stats, now)
+        total = sum(s.submitted for s in stats.pools.values())
+        live = stats.live_tasks
+        failed = sum(s.failed for s in stats.pools.values())
+        self.summary.setText(f"{total} tasks submitted · {live} in flight · {failed} failed")
+
+    def _redraw_next(self) -> None:
+        panels = list(self.panels.values())
+        if not panels:
+            return
+        if self._redraw_index == 0:
+            self.show_statistics(self.manager.statistics())
+        panels[self._redraw_index % len(panels)].redraw()
+        self._redraw_index = (self._redraw_index + 1) % len(panels)
+
+    def report(self, line: str) -> None:
+        """Show a line in the status bar and keep it in :attr:`log_lines`.  GUI thread."""
+        self.log_lines.append(line)
+        self.status.setText(line)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Closing cancels the window's work (owner=self) and stops the local server."""
+        self._plot_timer.stop()
+        self.model.detach()
+        self.server.close()
+        super().closeEvent(event)
