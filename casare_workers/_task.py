@@ -364,6 +364,9 @@ class TaskHandle(Generic[T]):
         Connect right after ``submit`` (before control returns to the event loop) and
         you receive every signal: deliveries only happen when the GUI thread runs the
         event loop.  Connecting costs a QObject (~10 µs); ``then()`` is the cheap path.
+        The object is released once ``finished`` has been emitted (so slots that close
+        over the handle do not keep it alive); after that this returns a fresh object
+        that will never emit.
         """
         sig = self._signals
         if sig is None:
@@ -720,6 +723,11 @@ class TaskHandle(Generic[T]):
                 else:
                     sig.cancelled.emit()
                 sig.finished.emit()
+        # Nothing is emitted after finished.  Dropping our reference lets the QObject
+        # (and its connections) go now, here on the GUI thread; otherwise a slot closing
+        # over the handle (handle -> signals -> C++ connection -> closure -> handle) is a
+        # cycle Python's GC cannot see, and every such task would leak.
+        self._signals = None
         with self._lock:
             self._delivered = True
             callbacks = self._callbacks
