@@ -634,3 +634,22 @@ def test_manager_needs_gui_thread(qapp: Any) -> None:
     t.join(5)
     assert errors
     assert "GUI thread" in str(errors[0])
+
+
+def test_slots_closing_over_the_handle_do_not_leak_it(manager: WorkerManager) -> None:
+    import gc
+    import weakref
+
+    seen: list[int] = []
+
+    def submit_one() -> weakref.ref[Any]:
+        handle = manager.submit(int, "5")
+        handle.signals.result.connect(lambda value: seen.append(handle.id + value))
+        handle.signals.finished.connect(lambda: seen.append(handle.id))
+        return weakref.ref(handle)
+
+    refs = [submit_one() for _ in range(20)]
+    assert manager.wait_for_done(5)
+    assert len(seen) == 40
+    gc.collect()
+    assert [r for r in refs if r() is not None] == []
