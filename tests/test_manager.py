@@ -653,3 +653,31 @@ def test_slots_closing_over_the_handle_do_not_leak_it(manager: WorkerManager) ->
     assert len(seen) == 40
     gc.collect()
     assert [r for r in refs if r() is not None] == []
+
+
+def test_call_in_gui_thread_from_a_qthread(manager: WorkerManager, qtbot: Any) -> None:
+    results: list[bool] = []
+
+    class Probe(QThread):
+        def run(self) -> None:
+            results.append(manager.call_in_gui_thread(manager.engine.is_gui_thread).result(5))
+
+    probe = Probe()
+    with qtbot.waitSignal(probe.finished, timeout=5000):
+        probe.start()
+    assert probe.wait(5000)
+    assert results == [True]
+
+
+def test_default_manager_is_one_per_process_until_shut_down(qapp: Any) -> None:
+    from casare_workers import default_manager, set_default_manager
+
+    first = default_manager()
+    try:
+        assert default_manager() is first
+        first.shutdown()
+        second = default_manager()  # a shut-down default is replaced
+        assert second is not first
+        second.shutdown()
+    finally:
+        set_default_manager(None)
