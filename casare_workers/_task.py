@@ -521,7 +521,9 @@ class TaskHandle(Generic[T]):
         """Run a callback when the task ends, on the GUI thread (or ``context``'s thread).
 
         Exactly one of the three callbacks runs (if given).  If ``context`` (default:
-        the task's owner) has been destroyed by then, none runs.  Cheaper than
+        the task's owner) has been destroyed by then, none runs; a continuation with an
+        explicit, live ``context`` still learns that an owned task was cancelled because
+        its owner died.  Cheaper than
         connecting to :attr:`signals` (no QObject per task).  Exceptions raised by the
         callbacks are logged by the ``casare_workers`` logger; delivery goes on.
 
@@ -732,10 +734,10 @@ class TaskHandle(Generic[T]):
             self._delivered = True
             callbacks = self._callbacks
             self._callbacks = None
-        if callbacks is not None and alive:
+        if callbacks is not None:
             for cont in callbacks:
-                if cont[4] or self._state is not _SUCCEEDED:
-                    self._run_continuation(cont)
+                if cont[4] or self._state is not _SUCCEEDED or not alive:
+                    self._run_continuation(cont)  # checks the context or the owner
                     continue
                 on_result = cont[0]  # the common case, inlined: a result, no context
                 if on_result is not None:
