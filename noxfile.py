@@ -30,10 +30,36 @@ def tests(session: nox.Session) -> None:
     session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
     if session.python == PRIMARY:
         session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+        session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
         session.run("mypy", "casare_workers", "tests", "demo_app", "benchmarks", "noxfile.py")
+        build_docs(session)
     session.run(
         "pytest", *session.posargs, env={"QT_QPA_PLATFORM": "offscreen", "PYTHONFAULTHANDLER": "1"}
     )
+
+
+def build_docs(session: nox.Session) -> None:
+    """Build the docs; any warning or unresolved reference fails the build."""
+    session.run(
+        "sphinx-build",
+        "-W",
+        "-n",
+        "--keep-going",
+        "-q",
+        "-b",
+        "html",
+        "docs",
+        "docs/_build/html",
+        env={"QT_QPA_PLATFORM": "offscreen"},
+    )
+
+
+@nox.session(python=PRIMARY)
+def docs(session: nox.Session) -> None:
+    """Build the documentation into docs/_build/html."""
+    session.install("-e", ".[async,demo]")
+    session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
+    build_docs(session)
 
 
 @nox.session

@@ -73,7 +73,7 @@ class TaskTableModel(QAbstractTableModel):
     """A table of tasks (one row each): name, pool, state, progress, elapsed, outcome.
 
     Lives on the GUI thread.  Pair it with :class:`ProgressBarDelegate` on the progress
-    column (:attr:`PROGRESS_COLUMN`) for bars.
+    column (``PROGRESS_COLUMN``) for bars.
 
     Args:
         manager: Whose tasks to show (from now on); None to :meth:`add` rows yourself.
@@ -209,7 +209,7 @@ class TaskTableModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self._rows)
 
     def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        """Number of columns (:attr:`COLUMNS`)."""
+        """Number of columns (``COLUMNS``)."""
         return 0 if parent.isValid() else len(self.COLUMNS)
 
     def headerData(

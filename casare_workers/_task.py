@@ -524,7 +524,7 @@ class TaskHandle(Generic[T]):
         the task's owner) has been destroyed by then, none runs; a continuation with an
         explicit, live ``context`` still learns that an owned task was cancelled because
         its owner died.  Cheaper than
-        connecting to :attr:`signals` (no QObject per task).  Exceptions raised by the
+        connecting to ``signals`` (no QObject per task).  Exceptions raised by the
         callbacks are logged by the ``casare_workers`` logger; delivery goes on.
 
         Returns:

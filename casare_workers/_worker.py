@@ -41,7 +41,7 @@ class Worker(QRunnable, Generic[T]):
 
     Start it with ``manager.start(worker)`` (named pools, owner, key, timeout) or hand it
     to any ``QThreadPool``: ``QThreadPool.globalInstance().start(worker)``.  Either way
-    its :attr:`signals` are emitted on the GUI thread.  A worker runs once.
+    its ``signals`` are emitted on the GUI thread.  A worker runs once.
 
     Example:
         >>> worker = Worker(load_image, path)                    # doctest: +SKIP

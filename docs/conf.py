@@ -1,0 +1,54 @@
+"""Sphinx configuration: Markdown pages (MyST) plus an API reference from the docstrings.
+
+Built by ``./dev docs`` and, in ``./dev test``, with ``-W -n`` (warnings and unresolved
+references fail the build).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+project = "casare_workers"
+author = "casare_workers developers"
+copyright = "2026, casare_workers developers"  # noqa: A001 - Sphinx's name
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+]
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+exclude_patterns = ["_build"]
+html_theme = "furo"
+html_title = "casare_workers"
+
+myst_heading_anchors = 3
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+napoleon_custom_sections = [("Signals", "params_style")]
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+
+# Types from outside the project are not cross-linked (no network at build time);
+# every reference to the project's own objects must resolve.
+nitpick_ignore_regex = [
+    (
+        "py:.*",
+        r"(PySide6|shiboken6|concurrent|collections|typing|asyncio|threading|enum|types)(\..*)?",
+    ),
+    ("py:.*", r"(T|R|P|_Continuation|_Index|Any|Callable|Hashable|Iterable|Awaitable|Coroutine)"),
+    (
+        "py:.*",
+        r"(int|str|float|bool|object|tuple|list|dict|set|type|None|BaseException|Exception)",
+    ),
+    ("py:.*", r"(ImportError|ValueError|LookupError|RuntimeError|TimeoutError|TypeError)"),
+    ("py:.*", r"(Q[A-Za-z]+|Signal|Slot)(\..*)?"),
+    # Type variables and generic bases appear under their private module paths.
+    ("py:.*", r"casare_workers\._\w+\.(T|R|P|TaskHandle|PoolKind|TaskLike)"),
+    ("py:.*", r"(PoolKind|TaskLike)"),
+]
