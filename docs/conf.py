@@ -12,7 +12,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 project = "casare_workers"
 author = "casare_workers developers"
-copyright = "2026, casare_workers developers"  # noqa: A001 - Sphinx's name
+copyright = "2026, casare_workers developers"
 
 extensions = [
     "myst_parser",
