@@ -367,7 +367,7 @@ class _ManagerCore:
             for watcher in self.watchers:
                 watcher.append(task)
         if superseded is not None:
-            superseded.cancel("superseded")
+            superseded.cancel(reason="superseded")
         try:
             submit(task, opts.priority)
         except BaseException:
@@ -441,7 +441,7 @@ class _ManagerCore:
                 if value is record:
                     del self.owners[key]
         for task in tasks:
-            task.cancel("owner destroyed")
+            task.cancel(reason="owner destroyed")
 
     # -- observing ----------------------------------------------------------------------
 
@@ -484,14 +484,14 @@ class _ManagerCore:
             for pool in pools:
                 pool.close()
                 for task in pool.queued_tasks():
-                    cancelled += task.cancel("shutdown")
-            cancelled += sum(task.cancel("shutdown") for task in self.live_tasks())
+                    cancelled += task.cancel(reason="shutdown")
+            cancelled += sum(task.cancel(reason="shutdown") for task in self.live_tasks())
         for pool in pools:
             pool.stop()  # without cancel_pending, threads drain the queue first
         for pool in pools:
             pool.join(deadline)
         if not cancel_pending:
-            cancelled += sum(task.cancel("shutdown") for task in self.live_tasks())
+            cancelled += sum(task.cancel(reason="shutdown") for task in self.live_tasks())
         still = tuple(name for pool in pools for name in pool.still_running())
         self._watchdog.stop()
         if self.engine.is_gui_thread() and self.engine.is_valid():

@@ -386,12 +386,15 @@ class TaskHandle(Generic[T]):
 
     # -- cancellation -----------------------------------------------------------------
 
-    def cancel(self, reason: str = "cancelled") -> bool:
+    def cancel(self, *, reason: str = "cancelled") -> bool:
         """Cancel the task.  Thread-safe.
 
         A queued task is removed and never runs.  A running task ends *now* as
         cancelled: its result will never be delivered, ``ctx.cancelled`` turns True so
         the function can stop early; its thread is busy until the function returns.
+
+        ``reason`` is keyword-only so that ``button.clicked.connect(handle.cancel)`` works
+        (PySide would otherwise pass ``clicked``'s ``checked`` flag as the reason).
 
         Returns:
             True if this call cancelled the task, False if it had already ended.
@@ -556,7 +559,7 @@ class TaskHandle(Generic[T]):
         """Run the task on the current (worker) thread.  Called by the pool."""
         owner = self._owner
         if owner is not None and not owner.alive:
-            self.cancel("owner destroyed")  # never start work for a dead widget
+            self.cancel(reason="owner destroyed")  # never start work for a dead widget
             return
         with self._lock:
             state = self._state

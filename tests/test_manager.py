@@ -681,3 +681,19 @@ def test_default_manager_is_one_per_process_until_shut_down(qapp: Any) -> None:
         second.shutdown()
     finally:
         set_default_manager(None)
+
+
+def test_cancel_can_be_connected_to_a_button(
+    manager: WorkerManager, gate: Gate, qtbot: Any
+) -> None:
+    from PySide6.QtWidgets import QPushButton
+
+    button = QPushButton("Cancel")
+    qtbot.addWidget(button)
+    handle = manager.submit(gate.wait)
+    button.clicked.connect(handle.cancel)
+    button.click()
+    assert handle.state is TaskState.CANCELLED
+    assert handle.cancel_reason == "cancelled"
+    gate.open()
+    assert manager.wait_for_done(5)
