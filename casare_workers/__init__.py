@@ -9,6 +9,7 @@ Layers, bottom up (one private module each):
 * ``_threadpool`` bounded daemon-thread pools with priorities
 * ``_map``        chunked ``map`` over a pool
 * ``_worker``     Worker (a QRunnable) + WorkerSignals, the pattern PySide users know
+* ``_longjob``    LongJob: a QThread for long work that never aborts the process
 * ``_manager``    WorkerManager: named pools, options (owner, key, timeout), statistics,
                   shutdown
 * ``_model``, ``_delegate``  TaskTableModel + ProgressBarDelegate for any QTableView
@@ -36,6 +37,7 @@ from ._errors import (  # noqa: E402
     TaskTimeoutError,
     UnknownPoolError,
 )
+from ._longjob import JobContext, JobStatistics, LongJob  # noqa: E402
 from ._manager import (  # noqa: E402
     ManagerStatistics,
     ShutdownReport,
@@ -62,6 +64,9 @@ __all__ = (
     "CasareWorkersError",
     "ConfigurationError",
     "DeliveryEngine",
+    "JobContext",
+    "JobStatistics",
+    "LongJob",
     "ManagerShutdownError",
     "ManagerStatistics",
     "MapHandle",

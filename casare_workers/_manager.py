@@ -25,6 +25,7 @@ from ._errors import (
     UnknownPoolError,
 )
 from ._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK
+from ._longjob import JobRegistry, JobStatistics, LongJob
 from ._map import MapHandle
 from ._owners import OwnerRecord, check_owner
 from ._pool import Pool
@@ -61,12 +62,14 @@ class ManagerStatistics:
     Attributes:
         pools: Pool name to :class:`PoolStatistics`.
         live_tasks: Tasks submitted and not yet delivered to the GUI thread.
-        busy: True while any task is live.
+        busy: True while any task or long job is live.
+        jobs: The long jobs' counters (:class:`JobStatistics`).
     """
 
     pools: dict[str, PoolStatistics]
     live_tasks: int
     busy: bool
+    jobs: JobStatistics = field(default_factory=JobStatistics)
 
     def __getitem__(self, pool: str) -> PoolStatistics:
         return self.pools[pool]
@@ -181,6 +184,8 @@ class _ManagerCore:
         self.samples: deque[tuple[float, dict[str, int]]] = deque()
         # Deques that receive every submitted task (item models drain them in batches).
         self.watchers: list[deque[TaskHandle[Any]]] = []
+        # -- long jobs (issue 3): every started LongJob, held until delivered --------------
+        self.jobs = JobRegistry(self)
 
     def facade(self) -> WorkerManager | None:
         """The WorkerManager QObject, while it exists."""
@@ -402,13 +407,13 @@ class _ManagerCore:
                 self.forget(task)
         else:
             self.live.pop(task.id, None)
-        if self.wants_finished or (self.busy and not self.live):
+        if self.wants_finished or (self.busy and not self.live and not self.jobs.live):
             facade = self.facade()
             if facade is None:
                 return
             if self.wants_finished:
                 facade.task_finished.emit(task)
-            if self.busy and not self.live:
+            if self.busy and not self.live and not self.jobs.live:
                 self.set_busy(facade, False)
                 if self.live:  # a worker thread submitted while we flipped (it saw busy)
                     self.set_busy(facade, True)
@@ -466,7 +471,8 @@ class _ManagerCore:
                 name: _with_throughput(stats, (stats.finished - old.get(name, 0)) / span)
                 for name, stats in pools.items()
             }
-        return ManagerStatistics(pools, live, live > 0)
+        jobs = self.jobs.statistics()
+        return ManagerStatistics(pools, live, live > 0 or jobs.live > 0, jobs)
 
     # -- shutting down --------------------------------------------------------------------
 
@@ -486,13 +492,20 @@ class _ManagerCore:
                 for task in pool.queued_tasks():
                     cancelled += task.cancel(reason="shutdown")
             cancelled += sum(task.cancel(reason="shutdown") for task in self.live_tasks())
+            cancelled += self.jobs.cancel_all("shutdown")  # long jobs (issue 3)
         for pool in pools:
             pool.stop()  # without cancel_pending, threads drain the queue first
         for pool in pools:
             pool.join(deadline)
         if not cancel_pending:
             cancelled += sum(task.cancel(reason="shutdown") for task in self.live_tasks())
-        still = tuple(name for pool in pools for name in pool.still_running())
+        # -- long jobs (issue 3): cancelled above (or now), joined within the same
+        # deadline; a job still running stays parked (never destroyed, never terminated).
+        if not cancel_pending:
+            cancelled += self.jobs.cancel_all("shutdown")
+        still_jobs = self.jobs.join(deadline)
+        # -- end long jobs
+        still = tuple(name for pool in pools for name in pool.still_running()) + still_jobs
         self._watchdog.stop()
         if self.engine.is_gui_thread() and self.engine.is_valid():
             self.engine.flush()
@@ -514,6 +527,7 @@ class _ManagerCore:
         for pool in self.pools.values():
             pool.stop()
         self._watchdog.stop()
+        self.jobs.cancel_all("manager destroyed")  # long jobs (issue 3)
 
 
 class WorkerManager(QObject):
@@ -691,8 +705,9 @@ class WorkerManager(QObject):
         return self._core.live_tasks()
 
     def is_idle(self) -> bool:
-        """True when every submitted task has been delivered to the GUI thread."""
-        return not self._core.live
+        """True when every task and long job has been delivered to the GUI thread."""
+        core = self._core
+        return not core.live and not core.jobs.live
 
     def wait_for_done(self, timeout: float) -> bool:
         """Process events on the GUI thread until :meth:`is_idle` or ``timeout`` passes.
@@ -705,7 +720,7 @@ class WorkerManager(QObject):
         core = self._core
         deadline = time.monotonic() + timeout
         gui = core.engine.is_gui_thread()
-        while core.live:
+        while core.live or core.jobs.live:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -716,6 +731,8 @@ class WorkerManager(QObject):
                 live = core.live_tasks()
                 if live:
                     live[0].wait(min(remaining, 0.05))
+                elif core.jobs.live:
+                    time.sleep(min(remaining, 0.01))  # jobs are delivered by the GUI thread
         return True
 
     def statistics(self) -> ManagerStatistics:
@@ -769,8 +786,17 @@ class WorkerManager(QObject):
     # -- cancelling and shutting down -----------------------------------------------------
 
     def cancel_all(self) -> int:
-        """Cancel every live task.  Returns how many this call cancelled."""
-        return sum(task.cancel() for task in self._core.live_tasks())
+        """Cancel every live task and long job.  Returns how many this call cancelled."""
+        core = self._core
+        return sum(task.cancel() for task in core.live_tasks()) + core.jobs.cancel_all("cancelled")
+
+    # -- long jobs (issue 3) ------------------------------------------------------------
+
+    def live_jobs(self) -> list[LongJob[Any]]:
+        """Long jobs started and not yet delivered (a snapshot, oldest first)."""
+        return self._core.jobs.live_jobs()
+
+    # -- end long jobs
 
     def shutdown(
         self, timeout: float | None = None, *, cancel_pending: bool = True

@@ -2,8 +2,8 @@
 
 Fixtures:
     manager: a fresh :class:`~casare_workers.WorkerManager` on the ``qapp`` of
-        pytest-qt.  At teardown it is shut down; the test fails if a task was still
-        running or a worker thread survived the shutdown.
+        pytest-qt.  At teardown it is shut down; the test fails if a task or long job
+        was not delivered, or a worker thread or job survived the shutdown.
 
 Helpers for deterministic tests (no sleeps):
     :func:`wait_for_handle`, :func:`assert_gui_thread`, :func:`assert_worker_thread`.
@@ -73,6 +73,7 @@ def manager(qapp: Any) -> Iterator[Any]:
     mgr = WorkerManager()
     yield mgr
     undelivered = [repr(task) for task in mgr.live_tasks()]
+    undelivered += [repr(job) for job in mgr.live_jobs()]
     report = mgr.shutdown(TEARDOWN_TIMEOUT)
     left = [t.name for t in mgr.threads() if t.is_alive()]
     if undelivered or report.still_running or left:

@@ -1,0 +1,1179 @@
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import subprocess
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import CancelledError
+from typing import Any, TypeVar
+
+import pytest
+import shiboken6
+from PySide6.QtCore import QObject, Qt, QThread, Slot
+
+from casare_workers import (
+    AlreadyStartedError,
+    BlockingCallError,
+    JobContext,
+    LongJob,
+    ManagerShutdownError,
+    TaskCancelledError,
+    TaskContext,
+    TaskError,
+    TaskState,
+    WorkerManager,
+)
+from casare_workers.pytest_plugin import assert_gui_thread
+from tests.conftest import Gate
+
+T = TypeVar("T")
+
+
+class Recorder(QObject):
+    """Records every signal of a job, in arrival order, checking it runs on the GUI thread.
+
+    Slots are ``@Slot`` methods of a GUI-thread QObject: Qt's own ``started``/``finished``
+    come from the job thread, and that is how they must be received.
+    """
+
+    def __init__(self, job: LongJob[Any]) -> None:
+        super().__init__()
+        self.events: list[Any] = []
+        job.started.connect(self.on_started)
+        job.progress.connect(self.on_progress)
+        job.status.connect(self.on_status)
+        job.result.connect(self.on_result)
+        job.error.connect(self.on_error)
+        job.cancelled.connect(self.on_cancelled)
+        job.finished.connect(self.on_finished)
+
+    def _add(self, event: Any) -> None:
+        assert_gui_thread()
+        self.events.append(event)
+
+    @Slot()
+    def on_started(self) -> None:
+        self._add("started")
+
+    @Slot("qint64", "qint64")
+    def on_progress(self, current: int, total: int) -> None:
+        self._add(("progress", current, total))
+
+    @Slot(str)
+    def on_status(self, text: str) -> None:
+        self._add(("status", text))
+
+    @Slot(object)
+    def on_result(self, value: object) -> None:
+        self._add(("result", value))
+
+    @Slot(object)
+    def on_error(self, error: object) -> None:
+        self._add(("error", error))
+
+    @Slot()
+    def on_cancelled(self) -> None:
+        self._add("cancelled")
+
+    @Slot()
+    def on_finished(self) -> None:
+        self._add("finished")
+
+    def names(self) -> list[str]:
+        return [e if isinstance(e, str) else e[0] for e in self.events]
+
+
+def gated(gate: Gate, value: T) -> T:
+    """Wait for the gate, then return ``value``."""
+    gate.wait()
+    return value
+
+
+# Read through functions: mypy would otherwise keep an asserted property narrowed.
+def state_of(job: LongJob[Any]) -> TaskState:
+    return job.state
+
+
+def eta_of(job: LongJob[Any]) -> float | None:
+    return job.eta
+
+
+def owner_of(job: LongJob[Any]) -> QObject | None:
+    return job.owner
+
+
+def run_to_end(qtbot: Any, manager: WorkerManager, job: LongJob[Any]) -> None:
+    """Process events until the job has been delivered and released."""
+    qtbot.waitUntil(lambda: job.isFinished() and job not in manager.live_jobs(), timeout=10_000)
+
+
+# -- the two forms ------------------------------------------------------------------------
+
+
+def test_longjob_blocking_work_emits_started_progress_result_finished_in_order(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    threads: list[QThread] = []
+
+    class Count(LongJob[str]):
+        def work(self, ctx: JobContext) -> str:
+            threads.append(QThread.currentThread())
+            ctx.progress(1, 2)
+            ctx.status("half way")
+            gate.wait()
+            ctx.progress(2, 2)
+            return "counted"
+
+    job = Count(manager=manager)
+    rec = Recorder(job)
+    job.start()
+    qtbot.waitUntil(lambda: ("status", "half way") in rec.events)
+    assert state_of(job) is TaskState.RUNNING
+    assert job.progress_value == (1, 2)
+    gate.open()
+    run_to_end(qtbot, manager, job)
+    assert rec.events == [
+        "started",
+        ("progress", 1, 2),
+        ("status", "half way"),
+        ("progress", 2, 2),
+        ("result", "counted"),
+        "finished",
+    ]
+    assert threads == [job]  # the work ran on the job's own thread
+    assert job.get(0) == "counted"
+    assert job.state is TaskState.SUCCEEDED
+
+
+def test_longjob_async_work_runs_on_its_own_loop_closed_when_it_ends(
+    manager: WorkerManager, qtbot: Any
+) -> None:
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def fetch(n: int, ctx: JobContext) -> int:
+        loop = asyncio.get_running_loop()
+        loops.append(loop)
+        assert QThread.currentThread() is job
+        total = 0
+        for i in range(n):
+            await asyncio.sleep(0)
+            total += i
+            ctx.progress(i + 1, n)
+        return total
+
+    job: LongJob[int] = LongJob(fetch, args=(10,), manager=manager)
+    rec = Recorder(job)
+    job.start()
+    run_to_end(qtbot, manager, job)
+    assert rec.names() == ["started", "progress", "result", "finished"]
+    assert rec.events[1] == ("progress", 10, 10)  # coalesced; the final value arrives
+    assert job.get(0) == 45
+    assert loops[0].is_closed()
+
+
+def test_longjob_function_target_gets_args_kwargs_and_ctx(
+    manager: WorkerManager, qtbot: Any
+) -> None:
+    seen: list[Any] = []
+
+    def job_fn(a: int, b: int, *, scale: int, ctx: TaskContext) -> int:
+        seen.append(ctx)
+        return (a + b) * scale
+
+    job: LongJob[int] = LongJob(job_fn, args=(1, 2), kwargs={"scale": 10}, manager=manager)
+    assert job.name.endswith("job_fn")
+    job.start()
+    run_to_end(qtbot, manager, job)
+    assert job.get(0) == 30
+    # The job's ctx is a TaskContext: code written for pool tasks runs in a job unchanged.
+    assert isinstance(seen[0], JobContext)
+    assert isinstance(seen[0], TaskContext)
+
+
+def test_longjob_plain_function_returning_a_coroutine_is_awaited(
+    manager: WorkerManager, qtbot: Any
+) -> None:
+    async def inner() -> str:
+        await asyncio.sleep(0)
+        return "awaited"
+
+    job: LongJob[Any] = LongJob(lambda: inner(), manager=manager)
+    job.start()
+    run_to_end(qtbot, manager, job)
+    assert job.get(0) == "awaited"
+
+
+def test_longjob_error_carries_the_exception_and_its_traceback(
+    manager: WorkerManager, qtbot: Any
+) -> None:
+    def explode() -> None:
+        raise KeyError("missing")
+
+    job: LongJob[None] = LongJob(explode, manager=manager)
+    rec = Recorder(job)
+    job.start()
+    run_to_end(qtbot, manager, job)
+    assert rec.names() == ["started", "error", "finished"]
+    error = rec.events[1][1]
+    assert isinstance(error, TaskError)
+    assert isinstance(error.exception, KeyError)
+    assert "in explode" in error.traceback
+    assert job.failure is not None
+    assert job.failure.exception is error.exception
+    with pytest.raises(KeyError) as info:
+        job.get(0)
+    assert info.value is error.exception  # unchanged, not wrapped
+    assert job.state is TaskState.FAILED
+
+
+# -- progress -------------------------------------------------------------------------------
+
+
+def test_longjob_progress_flood_is_coalesced_to_the_final_value(
+    manager: WorkerManager, qtbot: Any
+) -> None:
+    def flood(ctx: JobContext) -> str:
+        for i in range(100_000):
+            ctx.progress(i + 1, 100_000)
+        return "flooded"
+
+    job: LongJob[str] = LongJob(flood, manager=manager)
+    rec = Recorder(job)
+    job.start()
+    # The GUI thread runs no event loop while the job floods: every update lands in the
+    # same coalesced slot, and only the last value is ever emitted.
+    assert job.get(timeout=10) == "flooded"
+    run_to_end(qtbot, manager, job)
+    assert rec.events == [
+        "started",
+        ("progress", 100_000, 100_000),
+        ("result", "flooded"),
+        "finished",
+    ]
+
+
+def test_longjob_eta_and_elapsed_follow_progress(
+    manager: WorkerManager, qtbot: Any, make_gate: Callable[[], Gate]
+) -> None:
+    reported, release = make_gate(), make_gate()
+
+    def steps(ctx: JobContext) -> None:
+        ctx.progress(25, 100)
+        reported.open()
+        release.wait()
+
+    job: LongJob[None] = LongJob(steps, manager=manager)
+    assert eta_of(job) is None
+    assert job.elapsed == 0.0
+    rec = Recorder(job)
+    job.start()
+    reported.wait()
+    qtbot.waitUntil(lambda: ("progress", 25, 100) in rec.events)
+    eta = job.eta
+    assert eta is not None
+    assert eta >= 0.0
+    # One sample so far: the estimate is linear from the start (75 % left = 3x elapsed).
+    assert eta == pytest.approx(3 * job.elapsed, rel=0.5)
+    assert job.elapsed > 0.0
+    release.open()
+    run_to_end(qtbot, manager, job)
+    assert job.eta == 0.0
+    frozen = job.elapsed
+    assert job.elapsed == frozen  # stops counting once the work has ended
+
+
+def test_longjob_eta_is_unknown_without_a_total(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    def unknown(ctx: JobContext) -> None:
+        ctx.progress(10, 0)
+        gate.wait()
+
+    job: LongJob[None] = LongJob(unknown, manager=manager)
+    rec = Recorder(job)
+    job.start()
+    qtbot.waitUntil(lambda: ("progress", 10, 0) in rec.events)
+    assert eta_of(job) is None
+    gate.open()
+    run_to_end(qtbot, manager, job)
+
+
+# -- cancellation ----------------------------------------------------------------------------
+
+
+def test_longjob_cancel_blocking_work_via_ctx_and_interruption_flag(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    flags: list[bool] = []
+
+    class Poll(LongJob[str]):
+        def work(self, ctx: JobContext) -> str:
+            gate.open()
+            while not ctx.wait(10):  # wakes at once on cancel
+                pass
+            flags.append(self.isInterruptionRequested())
+            ctx.raise_if_cancelled()
+            return "never"
+
+    job = Poll(manager=manager)
+    rec = Recorder(job)
+    job.start()
+    gate.wait()
+    assert job.cancel("user clicked stop") is True
+    assert job.cancel() is False  # already asked
+    run_to_end(qtbot, manager, job)
+    assert rec.names() == ["started", "cancelled", "finished"]
+    assert flags == [True]  # cancel() also calls requestInterruption()
+    assert job.state is TaskState.CANCELLED
+    assert job.cancel_reason == "user clicked stop"
+    with pytest.raises(TaskCancelledError, match="user clicked stop"):
+        job.get(0)
+
+
+def test_longjob_request_interruption_cancels_like_qt_code_expects(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    class Legacy(LongJob[None]):
+        def work(self) -> None:
+            gate.open()
+            while not self.isInterruptionRequested():
+                self.ctx.wait(0.01)
+
+    job = Legacy(manager=manager)
+    job.start()
+    gate.wait()
+    job.requestInterruption()
+    run_to_end(qtbot, manager, job)
+    assert job.state is TaskState.CANCELLED
+
+
+def test_longjob_cancel_interrupts_the_async_task(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    seen: list[str] = []
+
+    async def wait_forever() -> None:
+        gate.open()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            seen.append("CancelledError at the await")
+            raise
+
+    job: LongJob[None] = LongJob(wait_forever, manager=manager)
+    rec = Recorder(job)
+    job.start()
+    gate.wait()
+    job.cancel()
+    run_to_end(qtbot, manager, job)
+    assert seen == ["CancelledError at the await"]
+    assert rec.names() == ["started", "cancelled", "finished"]
+
+
+def test_longjob_cooperative_async_cancel_finishes_the_current_step(
+    manager: WorkerManager, qtbot: Any, make_gate: Callable[[], Gate]
+) -> None:
+    in_step, finish_step = make_gate(), make_gate()
+    done_steps: list[int] = []
+
+    class Steps(LongJob[None]):
+        cancel_async_task = False
+
+        async def work(self, ctx: JobContext) -> None:
+            for i in range(3):
+                await ctx.acheckpoint()
+                in_step.open()
+                await asyncio.get_running_loop().run_in_executor(None, finish_step.wait)
+                done_steps.append(i)
+
+    job = Steps(manager=manager)
+    job.start()
+    in_step.wait()
+    job.cancel()
+    finish_step.open()
+    run_to_end(qtbot, manager, job)
+    assert done_steps == [0]  # the step in progress completed; the next never began
+    assert job.state is TaskState.CANCELLED
+
+
+def test_longjob_result_returned_after_cancel_is_discarded(
+    manager: WorkerManager, qtbot: Any, make_gate: Callable[[], Gate]
+) -> None:
+    running, cancelled = make_gate(), make_gate()
+
+    def stubborn() -> str:
+        running.open()
+        cancelled.wait()
+        return "stale"
+
+    job: LongJob[str] = LongJob(stubborn, manager=manager)
+    rec = Recorder(job)
+    job.start()
+    running.wait()
+    job.cancel()
+    cancelled.open()
+    run_to_end(qtbot, manager, job)
+    assert rec.names() == ["started", "cancelled", "finished"]
+
+
+def test_longjob_failure_while_cancelling_is_reported_as_error(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    def rollback_fails(ctx: JobContext) -> None:
+        gate.open()
+        ctx.wait(10)
+        raise OSError("rollback failed")
+
+    job: LongJob[None] = LongJob(rollback_fails, manager=manager)
+    rec = Recorder(job)
+    job.start()
+    gate.wait()
+    job.cancel()
+    run_to_end(qtbot, manager, job)
+    assert rec.names() == ["started", "error", "finished"]
+    assert isinstance(rec.events[1][1].exception, OSError)
+
+
+def test_longjob_cancelled_before_start_emits_only_cancelled(
+    manager: WorkerManager, qtbot: Any
+) -> None:
+    job: LongJob[None] = LongJob(lambda: None, manager=manager)
+    rec = Recorder(job)
+    assert job.cancel() is True
+    qtbot.waitUntil(lambda: rec.events == ["cancelled"])
+    assert job.state is TaskState.CANCELLED
+    with pytest.raises(AlreadyStartedError, match="cancelled before it started"):
+        job.start()
+
+
+def test_longjob_cancel_between_start_and_run_never_runs_the_work(
+    manager: WorkerManager, qtbot: Any
+) -> None:
+    ran: list[bool] = []
+    job: LongJob[None] = LongJob(lambda: ran.append(True), manager=manager)
+    rec = Recorder(job)
+    # QThread.started is emitted on the new thread just before run(): cancelling from a
+    # direct connection to it lands exactly between start() and the work.
+    job.started.connect(lambda: job.cancel(), Qt.ConnectionType.DirectConnection)
+    job.start()
+    run_to_end(qtbot, manager, job)
+    assert ran == []
+    assert job.state is TaskState.CANCELLED
+    assert rec.names() == ["started", "cancelled", "finished"]
+
+
+# -- pause / resume --------------------------------------------------------------------------
+
+
+def test_longjob_pause_holds_the_work_at_its_next_checkpoint(
+    manager: WorkerManager, qtbot: Any, make_gate: Callable[[], Gate]
+) -> None:
+    at_checkpoint = [make_gate() for _ in range(3)]
+    passed: list[int] = []
+
+    def steps(ctx: JobContext) -> int:
+        for i in range(3):
+            at_checkpoint[i].open()
+            ctx.checkpoint()
+            passed.append(i)
+            if i == 0:
+                paused_gate.wait()
+        return len(passed)
+
+    paused_gate = make_gate()
+    job: LongJob[int] = LongJob(steps, manager=manager)
+    job.start()
+    at_checkpoint[0].wait()
+    qtbot.waitUntil(lambda: passed == [0])
+    assert job.pause() is True
+    assert job.pause() is False
+    assert job.is_paused()
+    assert manager.statistics().jobs.paused == 1
+    paused_gate.open()
+    at_checkpoint[1].wait()  # it reached checkpoint 1 ... and stays there
+    assert passed == [0]
+    assert not job.done()
+    assert job.resume() is True
+    assert job.get(timeout=10) == 3
+    assert passed == [0, 1, 2]
+    run_to_end(qtbot, manager, job)
+
+
+def test_longjob_async_pause_and_cancel_while_paused(
+    manager: WorkerManager, qtbot: Any, make_gate: Callable[[], Gate]
+) -> None:
+    first, second = make_gate(), make_gate()
+    passed: list[int] = []
+
+    class Steps(LongJob[None]):
+        cancel_async_task = False  # prove the checkpoint itself wakes on cancel
+
+        async def work(self, ctx: JobContext) -> None:
+            await ctx.acheckpoint()
+            passed.append(0)
+            first.open()
+            await asyncio.get_running_loop().run_in_executor(None, second.wait)
+            assert ctx.paused
+            await ctx.acheckpoint()  # paused here until cancelled
+            passed.append(1)
+
+    job = Steps(manager=manager)
+    rec = Recorder(job)
+    job.start()
+    first.wait()
+    job.pause()
+    second.open()
+    # The checkpoint is awaited on the loop, not blocking it; cancelling wakes it.
+    job.cancel()
+    run_to_end(qtbot, manager, job)
+    assert passed == [0]
+    assert rec.names() == ["started", "cancelled", "finished"]
+
+
+def test_longjob_cancel_wakes_a_blocking_paused_checkpoint(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    def steps(ctx: JobContext) -> None:
+        gate.wait()
+        ctx.checkpoint()
+
+    job: LongJob[None] = LongJob(steps, manager=manager)
+    job.start()
+    job.pause()
+    gate.open()
+    job.cancel()
+    run_to_end(qtbot, manager, job)
+    assert job.state is TaskState.CANCELLED
+
+
+# -- stop, blocking calls ---------------------------------------------------------------------
+
+
+def test_longjob_stop_cancels_and_delivers_before_returning(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    def loop(ctx: JobContext) -> None:
+        gate.open()
+        while not ctx.wait(10):
+            pass
+
+    job: LongJob[None] = LongJob(loop, manager=manager)
+    rec = Recorder(job)
+    job.start()
+    gate.wait()
+    assert job.stop(timeout=10) is True
+    assert "cancelled" in rec.events  # emitted before stop() returned
+    run_to_end(qtbot, manager, job)
+
+
+def test_longjob_stop_is_bounded_for_a_job_that_ignores_cancel(
+    manager: WorkerManager, qtbot: Any, make_gate: Callable[[], Gate]
+) -> None:
+    running, release = make_gate(), make_gate()
+
+    def deaf() -> None:
+        running.open()
+        release.wait()
+
+    job: LongJob[None] = LongJob(deaf, manager=manager)
+    job.start()
+    running.wait()
+    assert job.stop(timeout=0.05) is False
+    assert job.isRunning()
+    release.open()
+    run_to_end(qtbot, manager, job)
+    assert job.state is TaskState.CANCELLED
+
+
+def test_longjob_blocking_calls_on_the_gui_thread_need_a_timeout(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    job: LongJob[bool] = LongJob(gate.wait, manager=manager)
+    job.start()
+    with pytest.raises(BlockingCallError, match="freeze the window"):
+        job.get()
+    with pytest.raises(BlockingCallError, match="freeze the window"):
+        job.wait()
+    assert job.wait(1) is False  # a deadline in milliseconds is fine
+    with pytest.raises(TimeoutError):
+        job.get(timeout=0.01)
+    gate.open()
+    run_to_end(qtbot, manager, job)
+    assert job.wait() is True  # not running any more: returns at once
+
+
+def test_longjob_get_from_a_worker_thread_blocks_until_the_end(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    def compute() -> int:
+        gate.wait()
+        return 7
+
+    job: LongJob[int] = LongJob(compute, manager=manager)
+    job.start()
+    got: list[int] = []
+    reader = threading.Thread(target=lambda: got.append(job.get()))
+    reader.start()
+    gate.open()
+    reader.join(10)
+    assert got == [7]
+    run_to_end(qtbot, manager, job)
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+
+def test_longjob_started_twice_raises(manager: WorkerManager, qtbot: Any) -> None:
+    job: LongJob[None] = LongJob(lambda: None, manager=manager)
+    job.start()
+    with pytest.raises(AlreadyStartedError, match="runs once"):
+        job.start()
+    run_to_end(qtbot, manager, job)
+    with pytest.raises(AlreadyStartedError, match="already started"):
+        job.start()
+
+
+def test_longjob_refuses_terminate_and_qt_parents(manager: WorkerManager, qtbot: Any) -> None:
+    job: LongJob[None] = LongJob(lambda: None, manager=manager)
+    with pytest.raises(RuntimeError, match="never safe"):
+        job.terminate()
+    with pytest.raises(TypeError, match="owner=widget"):
+        job.setParent(QObject())
+    job.setParent(None)  # harmless
+    with pytest.raises(TypeError, match="owner=widget"):
+        LongJob(QObject(), manager=manager)  # type: ignore[call-overload]
+
+
+def test_longjob_subclass_mistakes_are_caught_at_class_creation(qapp: Any) -> None:
+    with pytest.raises(TypeError, match="override work"):
+
+        class OverridesRun(LongJob[None]):
+            def run(self) -> None:
+                pass
+
+    with pytest.raises(TypeError, match=r"shadow QThread\.finished"):
+
+        class ShadowsFinished(LongJob[None]):
+            finished = None  # type: ignore[assignment]
+
+
+def test_longjob_needs_work_and_not_two_kinds_of_it(manager: WorkerManager) -> None:
+    with pytest.raises(TypeError, match="override work"):
+        LongJob(manager=manager)
+
+    class Sub(LongJob[None]):
+        def work(self) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="one or the other"):
+        Sub(lambda: None, manager=manager)
+    with pytest.raises(TypeError, match="do not put 'ctx'"):
+        LongJob(lambda ctx: None, kwargs={"ctx": 1}, manager=manager)
+    with pytest.raises(TypeError, match="hashable"):
+        LongJob(lambda: None, key=["not", "hashable"], manager=manager)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="tuple of positional"):
+        LongJob(print, args="abc", manager=manager)
+
+
+def test_longjob_refused_after_manager_shutdown(qapp: Any) -> None:
+    manager = WorkerManager()
+    job: LongJob[None] = LongJob(lambda: None, manager=manager)
+    manager.shutdown(1)
+    with pytest.raises(ManagerShutdownError):
+        job.start()
+    assert job.state is TaskState.PENDING
+
+
+# -- lifetime and the manager -------------------------------------------------------------------
+
+
+def test_longjob_runs_to_the_end_after_its_last_reference_is_dropped(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    results: list[object] = []
+
+    class Sink(QObject):
+        @Slot(object)
+        def on_result(self, value: object) -> None:
+            results.append(value)
+
+    sink = Sink()
+
+    def launch() -> weakref.ref[LongJob[str]]:
+        job: LongJob[str] = LongJob(gated, args=(gate, "survived"), manager=manager)
+        job.result.connect(sink.on_result)
+        job.start()
+        return weakref.ref(job)
+
+    ref = launch()
+    gc.collect()
+    assert ref() is not None  # the manager holds it while it runs
+    gate.open()
+    qtbot.waitUntil(lambda: results == ["survived"])
+    qtbot.waitUntil(manager.is_idle)
+    gc.collect()
+    assert ref() is None  # released once delivered
+
+
+def test_longjob_is_parked_while_running_and_unparked_after(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    job: LongJob[bool] = LongJob(gate.wait, manager=manager)
+    assert job.parent() is None
+    job.start()
+    # Owned by C++ (the GUI thread's QThread object): no Python-side deletion can reach it.
+    assert job.parent() is not None
+    assert not shiboken6.ownedByPython(job)
+    gate.open()
+    run_to_end(qtbot, manager, job)
+    assert job.parent() is None
+    assert shiboken6.ownedByPython(job)
+
+
+def test_longjob_owner_destroyed_cancels_it_and_silences_its_signals(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    owner = QObject()
+    seen: list[bool] = []
+
+    def watch(ctx: JobContext) -> None:
+        gate.open()
+        while not ctx.wait(10):
+            pass
+        seen.append(ctx.cancelled)
+
+    job: LongJob[None] = LongJob(watch, owner=owner, manager=manager)
+    assert owner_of(job) is owner
+    rec = Recorder(job)
+    job.start()
+    gate.wait()
+    shiboken6.delete(owner)
+    run_to_end(qtbot, manager, job)
+    assert seen == [True]
+    assert job.state is TaskState.CANCELLED
+    assert job.cancel_reason == "owner destroyed"
+    assert job.owner is None
+    # None of the job's own signals reached anyone; Qt's own ones still arrive.
+    assert rec.events == ["started", "finished"]
+
+
+def test_longjob_same_key_supersedes_the_running_job(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    owner = QObject()
+
+    def slow(ctx: JobContext) -> str:
+        gate.open()
+        ctx.wait(10)
+        return "first"
+
+    first: LongJob[str] = LongJob(slow, owner=owner, key="refresh", manager=manager)
+    rec1 = Recorder(first)
+    first.start()
+    gate.wait()
+    second: LongJob[str] = LongJob(lambda: "second", owner=owner, key="refresh", manager=manager)
+    rec2 = Recorder(second)
+    second.start()
+    run_to_end(qtbot, manager, first)
+    run_to_end(qtbot, manager, second)
+    assert rec1.names() == ["started", "cancelled", "finished"]
+    assert first.cancel_reason == "superseded"
+    assert rec2.names() == ["started", "result", "finished"]
+
+
+def test_longjob_counts_in_manager_statistics_and_busy(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    busy: list[bool] = []
+    manager.busy_changed.connect(busy.append)
+    job: LongJob[bool] = LongJob(gate.wait, manager=manager)
+    job.start()
+    stats = manager.statistics()
+    assert stats.busy
+    assert stats.jobs.live == 1
+    assert stats.jobs.running == 1
+    assert stats.jobs.started == 1
+    assert manager.live_jobs() == [job]
+    assert not manager.is_idle()
+    gate.open()
+    assert manager.wait_for_done(10)
+    stats = manager.statistics()
+    assert (stats.jobs.live, stats.jobs.running, stats.jobs.succeeded) == (0, 0, 1)
+    assert not stats.busy
+    assert busy == [True, False]
+
+
+def test_longjob_manager_shutdown_stops_jobs_and_reports_them(qapp: Any, qtbot: Any) -> None:
+    manager = WorkerManager()
+    started = threading.Event()
+
+    def cooperative(ctx: JobContext) -> None:
+        started.set()
+        while not ctx.wait(10):
+            pass
+
+    job: LongJob[None] = LongJob(cooperative, manager=manager)
+    rec = Recorder(job)
+    job.start()
+    assert started.wait(10)
+    report = manager.shutdown(10)
+    assert report.clean
+    assert report.cancelled == 1
+    assert job.cancel_reason == "shutdown"
+    assert "cancelled" in rec.events  # delivered within shutdown
+    assert not job.isRunning()
+    assert manager.statistics().jobs.cancelled == 1
+
+
+def test_longjob_shutdown_leaves_a_stuck_job_parked_and_names_it(
+    qapp: Any, qtbot: Any, make_gate: Callable[[], Gate]
+) -> None:
+    manager = WorkerManager()
+    running, release = make_gate(), make_gate()
+
+    def deaf() -> None:
+        running.open()
+        release.wait()
+
+    job: LongJob[None] = LongJob(deaf, name="deaf job", manager=manager)
+    job.start()
+    running.wait()
+    report = manager.shutdown(0.05)
+    assert report.still_running == ("long job deaf job",)
+    assert job.isRunning()
+    assert job.parent() is not None  # still parked: nothing can destroy it
+    release.open()
+    qtbot.waitUntil(lambda: not manager.live_jobs(), timeout=10_000)
+    assert job.state is TaskState.CANCELLED
+
+
+def test_longjob_cancel_all_includes_jobs(manager: WorkerManager, qtbot: Any, gate: Gate) -> None:
+    def loop(ctx: JobContext) -> None:
+        gate.open()
+        ctx.wait(10)
+
+    job: LongJob[None] = LongJob(loop, manager=manager)
+    job.start()
+    gate.wait()
+    assert manager.cancel_all() == 1
+    run_to_end(qtbot, manager, job)
+    assert job.state is TaskState.CANCELLED
+
+
+def test_longjob_started_from_a_worker_thread(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    made: list[LongJob[str]] = []
+
+    def make_and_start() -> None:
+        job: LongJob[str] = LongJob(gated, args=(gate, "from a thread"), manager=manager)
+        job.start()
+        made.append(job)
+
+    starter = threading.Thread(target=make_and_start)
+    starter.start()
+    starter.join(10)
+    job = made[0]
+    assert job.thread() is qapp_thread()  # moved to the GUI thread: its slots run there
+    results: list[Any] = []
+
+    class Sink(QObject):
+        @Slot(object)
+        def on_result(self, value: object) -> None:
+            assert_gui_thread()
+            results.append(value)
+
+    sink = Sink()
+    job.result.connect(sink.on_result)
+    gate.open()
+    qtbot.waitUntil(manager.is_idle, timeout=10_000)
+    assert results == ["from a thread"]
+
+
+def qapp_thread() -> QThread:
+    from PySide6.QtCore import QCoreApplication
+
+    app = QCoreApplication.instance()
+    assert app is not None
+    return app.thread()
+
+
+# -- Future view and done callbacks ---------------------------------------------------------------
+
+
+def test_longjob_future_and_done_callbacks_see_the_outcome(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    job: LongJob[int] = LongJob(gated, args=(gate, 5), manager=manager)
+    calls: list[tuple[str, bool]] = []
+    job.add_done_callback(lambda j: calls.append((threading.current_thread().name, j.done())))
+    fut = job.future
+    job.start()
+    assert not fut.done()
+    gate.open()
+    assert fut.result(timeout=10) == 5
+    assert calls[0][1] is True
+    assert calls[0][0] != threading.main_thread().name  # on the job thread
+    job.add_done_callback(lambda j: calls.append(("late", True)))  # already done: runs now
+    assert calls[-1] == ("late", True)
+    run_to_end(qtbot, manager, job)
+
+
+def test_longjob_can_be_awaited_from_another_threads_event_loop(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    job: LongJob[str] = LongJob(gated, args=(gate, "awaited"), manager=manager)
+    job.start()
+
+    async def waiter() -> str:
+        gate.open()
+        return await asyncio.wrap_future(job.future)
+
+    box: list[str] = []
+    t = threading.Thread(target=lambda: box.append(asyncio.run(waiter())))
+    t.start()
+    t.join(10)
+    assert box == ["awaited"]
+    run_to_end(qtbot, manager, job)
+
+
+def test_longjob_future_cancel_cancels_the_job(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    def loop(ctx: JobContext) -> None:
+        gate.open()
+        ctx.wait(10)
+
+    job: LongJob[None] = LongJob(loop, manager=manager)
+    job.start()
+    gate.wait()
+    fut = job.future
+    assert fut.cancel() is False  # running: it stops at its pace ...
+    run_to_end(qtbot, manager, job)
+    assert fut.cancelled()  # ... and the future is cancelled when it has
+    with pytest.raises(CancelledError):
+        fut.result(0)
+
+
+def test_longjob_future_of_an_ended_job_mirrors_the_outcome(
+    manager: WorkerManager, qtbot: Any
+) -> None:
+    def fail() -> None:
+        raise ValueError("bad")
+
+    job: LongJob[None] = LongJob(fail, manager=manager)
+    job.start()
+    run_to_end(qtbot, manager, job)
+    with pytest.raises(ValueError, match="bad"):
+        job.future.result(0)
+
+
+# -- lifetime, in a child process (where an abort is possible) ---------------------------------
+
+# Each scenario runs in its own interpreter: a QThread destroyed while running aborts the
+# whole process, which must not be pytest's.  The plain-QThread controls prove that the
+# harness sees such an abort.
+
+_PRELUDE = """
+import gc, os, sys, threading
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, QThread, QTimer, Slot
+from PySide6.QtWidgets import QApplication, QWidget
+from casare_workers import LongJob, WorkerManager
+
+app = QApplication([])
+manager = WorkerManager(shutdown_timeout=0.5)
+running = threading.Event()
+never = threading.Event()
+
+def say(*args):
+    print(*args, flush=True)
+
+def delete_now(obj):
+    obj.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+class Sink(QObject):
+    @Slot(object)
+    def on_result(self, value):
+        say("result", value)
+
+    @Slot()
+    def on_cancelled(self):
+        say("cancelled")
+
+sink = Sink()
+
+class Cooperative(LongJob):
+    def work(self, ctx):
+        running.set()
+        while not ctx.wait(30):
+            pass
+        say("job saw cancel")
+
+class Deaf(LongJob):
+    def work(self):
+        running.set()
+        never.wait()  # ignores cancellation entirely: a hung OCR call
+
+class Plain(QThread):
+    def run(self):
+        running.set()
+        never.wait()
+"""
+
+_SCENARIOS = {
+    "owner_deleted": """
+class Window(QWidget):
+    def __init__(self, job_class):
+        super().__init__()
+        self.job = job_class(owner=self, manager=manager)
+        self.job.start()
+
+window = Window(Cooperative)
+assert running.wait(10)
+delete_now(window)
+del window
+gc.collect()
+assert manager.wait_for_done(10)
+say("cooperative job delivered")
+running.clear()
+window = Window(Deaf)
+assert running.wait(10)
+delete_now(window)
+del window
+gc.collect()
+say("deaf job still running:", len(manager.live_jobs()))
+""",
+    "last_reference_dropped": """
+def launch():
+    job = Deaf(manager=manager)
+    job.start()
+
+launch()
+assert running.wait(10)
+gc.collect()
+say("dropped")
+
+def finish():
+    return "done"
+
+def launch_finishing():
+    job = LongJob(finish, manager=manager)
+    job.result.connect(sink.on_result)
+    job.start()
+
+launch_finishing()
+gc.collect()
+QTimer.singleShot(0, lambda: None)
+while len(manager.live_jobs()) > 1:
+    app.processEvents()
+""",
+    "second_start_replaces_the_first": """
+class Dialog(QWidget):
+    def run_job(self):
+        # The app's bug: the running thread's last reference is replaced on each click.
+        self.job = Cooperative(owner=self, key="migration", manager=manager)
+        self.job.cancelled.connect(sink.on_cancelled)
+        self.job.start()
+
+dialog = Dialog()
+dialog.run_job()
+assert running.wait(10)
+running.clear()
+dialog.run_job()
+assert running.wait(10)
+gc.collect()
+while len(manager.live_jobs()) > 1:  # until the first one has been delivered
+    app.processEvents()
+say("live after replace:", len(manager.live_jobs()))
+""",
+    "app_quit_while_running": """
+Deaf(manager=manager).start()
+assert running.wait(10)
+running.clear()
+Cooperative(manager=manager).start()
+assert running.wait(10)
+QTimer.singleShot(0, app.quit)
+app.exec()
+say("quit; still running:", len(manager.live_jobs()))
+""",
+    "application_destroyed_while_running": """
+Deaf(manager=manager).start()
+assert running.wait(10)
+app.shutdown()  # PySide deletes every QObject Python owns, right now
+say("application destroyed")
+""",
+}
+
+_CONTROLS = {
+    "owner_deleted": """
+owner = QWidget()
+thread = Plain(owner)
+thread.start()
+assert running.wait(10)
+delete_now(owner)
+say("unreachable")
+""",
+    "last_reference_dropped": """
+def launch():
+    thread = Plain()
+    thread.start()
+
+launch()
+gc.collect()
+running.wait(10)
+say("exit")
+""",
+    "app_quit_while_running": """
+thread = Plain()
+thread.start()
+assert running.wait(10)
+QTimer.singleShot(0, app.quit)
+app.exec()
+say("exec returned")
+""",
+}
+
+_EXPECTED = {
+    "owner_deleted": ["job saw cancel", "cooperative job delivered", "deaf job still running: 1"],
+    "last_reference_dropped": ["dropped", "result done"],
+    "second_start_replaces_the_first": ["job saw cancel", "cancelled", "live after replace: 1"],
+    "app_quit_while_running": ["job saw cancel", "quit; still running: 1"],
+    "application_destroyed_while_running": ["application destroyed"],
+}
+
+_ABORT_MESSAGE = "QThread: Destroyed while thread"
+
+
+def _run_child(script: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    return subprocess.run(
+        [sys.executable, "-c", _PRELUDE + script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("scenario", sorted(_SCENARIOS))
+def test_longjob_lifetime_scenario_never_aborts(scenario: str) -> None:
+    child = _run_child(_SCENARIOS[scenario])
+    assert _ABORT_MESSAGE not in child.stderr
+    assert child.returncode == 0, child.stderr
+    lines = child.stdout.splitlines()
+    for expected in _EXPECTED[scenario]:
+        assert expected in lines, (expected, child.stdout, child.stderr)
+    assert "Traceback" not in child.stderr, child.stderr
+
+
+@pytest.mark.parametrize("scenario", sorted(_CONTROLS))
+def test_plain_qthread_lifetime_control_aborts(scenario: str) -> None:
+    child = _run_child(_CONTROLS[scenario])
+    assert child.returncode != 0
+    assert _ABORT_MESSAGE in child.stderr
