@@ -10,6 +10,7 @@ Layers, bottom up (one private module each):
 * ``_map``        chunked ``map`` over a pool
 * ``_worker``     Worker (a QRunnable) + WorkerSignals, the pattern PySide users know
 * ``_longjob``    LongJob: a QThread for long work that never aborts the process
+* ``_loopthread`` LoopThread: one persistent thread with an asyncio loop and an initializer
 * ``_manager``    WorkerManager: named pools, options (owner, key, timeout), statistics,
                   shutdown
 * ``_model``, ``_delegate``  TaskTableModel + ProgressBarDelegate for any QTableView
@@ -31,13 +32,16 @@ from ._errors import (  # noqa: E402
     BrokenBindingError,
     CasareWorkersError,
     ConfigurationError,
+    InitializerError,
     ManagerShutdownError,
     NoApplicationError,
     TaskCancelledError,
     TaskTimeoutError,
+    ThreadClosedError,
     UnknownPoolError,
 )
 from ._longjob import JobContext, JobStatistics, LongJob  # noqa: E402
+from ._loopthread import LoopThread, LoopThreadOptions  # noqa: E402
 from ._manager import (  # noqa: E402
     ManagerStatistics,
     ShutdownReport,
@@ -64,9 +68,12 @@ __all__ = (
     "CasareWorkersError",
     "ConfigurationError",
     "DeliveryEngine",
+    "InitializerError",
     "JobContext",
     "JobStatistics",
     "LongJob",
+    "LoopThread",
+    "LoopThreadOptions",
     "ManagerShutdownError",
     "ManagerStatistics",
     "MapHandle",
@@ -83,6 +90,7 @@ __all__ = (
     "TaskState",
     "TaskTableModel",
     "TaskTimeoutError",
+    "ThreadClosedError",
     "UnknownPoolError",
     "Worker",
     "WorkerManager",

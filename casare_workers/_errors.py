@@ -14,6 +14,8 @@ raised by the library itself, each mixing in the builtin it refines so existing
           ├── AlreadyStartedError         (RuntimeError)   a worker or job started twice
           ├── BlockingCallError           (RuntimeError)   a wait that would freeze the GUI
           ├── NoApplicationError          (RuntimeError)   no QCoreApplication to deliver to
+          ├── InitializerError            (RuntimeError)   a LoopThread's initializer raised
+          ├── ThreadClosedError           (RuntimeError)   work sent to a closed LoopThread
           ├── TaskTimeoutError            (TimeoutError)   a task ran past its timeout
           └── TaskCancelledError          (concurrent.futures.CancelledError)
 """
@@ -28,10 +30,12 @@ __all__ = (
     "BrokenBindingError",
     "CasareWorkersError",
     "ConfigurationError",
+    "InitializerError",
     "ManagerShutdownError",
     "NoApplicationError",
     "TaskCancelledError",
     "TaskTimeoutError",
+    "ThreadClosedError",
     "UnknownPoolError",
 )
 
@@ -76,6 +80,23 @@ class BlockingCallError(CasareWorkersError, RuntimeError):
 
 class NoApplicationError(CasareWorkersError, RuntimeError):
     """Raised when delivery to the GUI thread is needed but no QCoreApplication exists."""
+
+
+class InitializerError(CasareWorkersError, RuntimeError):
+    """Raised for work sent to a ``LoopThread`` whose initializer raised.
+
+    The initializer's own exception is attached as ``__cause__``.  Every call queued
+    before the failure and every later ``submit`` get this error; the finalizer does not
+    run (there was nothing to undo).  Create a new ``LoopThread`` once the cause is fixed.
+    """
+
+
+class ThreadClosedError(CasareWorkersError, RuntimeError):
+    """Raised by ``LoopThread.submit``/``call`` after ``close()`` (or its owner died).
+
+    A closed thread never runs new work (calls still queued at close are cancelled);
+    create a new ``LoopThread``.
+    """
 
 
 class TaskTimeoutError(CasareWorkersError, TimeoutError):
