@@ -225,8 +225,9 @@ def test_loopthread_timeout_cancels_a_running_coroutine(
             saw_cancel.set()
             raise
 
+    lt.call(lambda: None)  # the loop is up and idle: the next call starts at once
     with pytest.raises(TaskTimeoutError):
-        lt.options(timeout=0.05).call(hang)
+        lt.options(timeout=0.3).call(hang)
     assert saw_cancel.wait(10)
     assert lt.call(lambda: "next call runs") == "next call runs"
 
@@ -248,8 +249,9 @@ def test_loopthread_timeout_of_a_blocking_function_frees_the_caller(
     make_thread: Callable[..., LoopThread], gate: Gate
 ) -> None:
     lt = make_thread()
+    lt.call(lambda: None)  # the loop is up and idle: the next call starts at once
     with pytest.raises(TaskTimeoutError, match="result will be discarded"):
-        lt.options(timeout=0.05).call(lambda: gate.wait() and "late")
+        lt.options(timeout=0.3).call(lambda: gate.wait() and "late")
     queued = lt.submit(lambda: "after the stuck one")
     gate.open()
     assert queued.result(10) == "after the stuck one"
@@ -295,8 +297,15 @@ def test_loopthread_close_cancels_queued_calls_and_refuses_new_ones(
     make_thread: Callable[..., LoopThread], gate: Gate
 ) -> None:
     lt = make_thread()
-    busy = lt.submit(gate.wait)
+    running = threading.Event()
+
+    def block() -> bool:
+        running.set()
+        return gate.wait()
+
+    busy = lt.submit(block)
     queued = lt.submit(lambda: "never")
+    assert running.wait(10)
     assert lt.close(timeout=0.05) is False  # the running call blocks the thread
     assert queued.cancelled()
     with pytest.raises(ThreadClosedError, match="create a new one"):
