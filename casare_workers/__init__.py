@@ -11,6 +11,7 @@ Layers, bottom up (one private module each):
 * ``_worker``     Worker (a QRunnable) + WorkerSignals, the pattern PySide users know
 * ``_longjob``    LongJob: a QThread for long work that never aborts the process
 * ``_loopthread`` LoopThread: one persistent thread with an asyncio loop and an initializer
+* ``_subprocess`` SubprocessJob / run_process: commands streamed line by line, tree kill
 * ``_manager``    WorkerManager: named pools, options (owner, key, timeout), statistics,
                   shutdown
 * ``_model``, ``_delegate``  TaskTableModel + ProgressBarDelegate for any QTableView
@@ -54,6 +55,7 @@ from ._map import MapHandle  # noqa: E402
 from ._model import TaskTableModel  # noqa: E402
 from ._signals import WorkerSignals  # noqa: E402
 from ._state import TaskState  # noqa: E402
+from ._subprocess import ProcessResult, SubprocessJob, run_process  # noqa: E402
 from ._task import TaskContext, TaskError, TaskHandle  # noqa: E402
 from ._threadpool import PoolStatistics  # noqa: E402
 from ._worker import Worker  # noqa: E402
@@ -80,8 +82,10 @@ __all__ = (
     "NoApplicationError",
     "PoolConfig",
     "PoolStatistics",
+    "ProcessResult",
     "ProgressBarDelegate",
     "ShutdownReport",
+    "SubprocessJob",
     "TaskCancelledError",
     "TaskContext",
     "TaskError",
@@ -97,6 +101,7 @@ __all__ = (
     "WorkerSignals",
     "default_manager",
     "get_engine",
+    "run_process",
     "set_default_manager",
 )
 

@@ -1127,6 +1127,9 @@ class LongJob(QThread, Generic[T]):
 
     # -- GUI thread ---------------------------------------------------------------------------
 
+    def _before_outcome(self) -> None:
+        """Hook for subclasses: deliver what must precede the outcome.  GUI thread."""
+
     @Slot()
     def _on_thread_started(self) -> None:
         """QThread.started reached the GUI thread (runs before the user's slots)."""
@@ -1163,6 +1166,10 @@ class LongJob(QThread, Generic[T]):
         if not core._finished:  # cannot happen (run always settles); never hang a job
             core._settle(_FAILED, None, RuntimeError("the job's thread ended without outcome"))
         _unpark(self)
+        try:
+            self._before_outcome()
+        except BaseException as exc:
+            report_callback_exception(f"long job {core.name!r}", exc)
         core._deliver()
         self._fn = self._args = self._kwargs = None
         registry = core._registry
