@@ -145,6 +145,7 @@ class _JobCore:
         "_async_task",
         "_cancel_ev",
         "_cancel_requested",
+        "_committed",
         "_delivered",
         "_done_callbacks",
         "_done_event",
@@ -207,6 +208,7 @@ class _JobCore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._async_task: asyncio.Task[Any] | None = None
         self._cancel_requested = False
+        self._committed = False
         self._cancel_ev: threading.Event | None = None
         self._done_event: threading.Event | None = None
         self._done_callbacks: list[Callable[[LongJob[Any]], object]] | None = None
@@ -244,7 +246,7 @@ class _JobCore:
     def cancel(self, reason: str = "cancelled") -> bool:
         """Ask the job to stop; see :meth:`LongJob.cancel`."""
         with self._lock:
-            if self._finished:
+            if self._finished or self._committed:
                 return False
             first = not self._cancel_requested
             self._cancel_requested = True
@@ -460,6 +462,25 @@ class JobContext(TaskContext):
                 while core._paused and not self.cancelled:
                     core._pause_cv.wait()
         self.raise_if_cancelled()
+
+    def point_of_no_return(self) -> None:
+        """Make the job uncancellable from here on, or raise if it is already cancelled.
+
+        For work whose last steps must not be abandoned half-way (a commit): after this
+        returns, ``cancel()`` has no effect and the work's return value is delivered as
+        the result.  A job cancelled before this point raises here (undo what needs
+        undoing, then let the exception propagate).
+
+        Raises:
+            TaskCancelledError: The job was cancelled before this point.
+        """
+        core = self._core
+        with core._lock:
+            stop = core._cancel_requested or not core._owner_alive()
+            if not stop:
+                core._committed = True
+        if stop:
+            raise TaskCancelledError(f"long job {core.name!r} was cancelled")
 
     async def acheckpoint(self) -> None:
         """The ``await``-able :meth:`checkpoint` for async work: pauses without blocking the loop.
@@ -899,8 +920,9 @@ class LongJob(QThread, Generic[T]):
         Sets ``ctx.cancelled``, calls ``requestInterruption()``, wakes ``ctx.wait`` and
         paused checkpoints, and (async work, unless :attr:`cancel_async_task` is False)
         cancels the job's asyncio task.  The job ends ``cancelled`` when its work returns;
-        a result returned after the request is discarded.  A job not started yet ends
-        at once.
+        a result returned after the request is discarded (it is stale: superseded, or
+        nobody wants it).  A job not started yet ends at once.  A job past
+        ``ctx.point_of_no_return()`` is not affected.
 
         Returns:
             True if this call asked a job that had not ended to stop.

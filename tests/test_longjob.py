@@ -1177,3 +1177,51 @@ def test_plain_qthread_lifetime_control_aborts(scenario: str) -> None:
     child = _run_child(_CONTROLS[scenario])
     assert child.returncode != 0
     assert _ABORT_MESSAGE in child.stderr
+
+
+def test_longjob_point_of_no_return_keeps_the_result_and_refuses_cancel(
+    manager: WorkerManager, qtbot: Any, make_gate: Callable[[], Gate]
+) -> None:
+    committed, release = make_gate(), make_gate()
+
+    def commit(ctx: JobContext) -> str:
+        ctx.point_of_no_return()
+        committed.open()
+        release.wait()
+        assert not ctx.cancelled
+        return "committed"
+
+    job: LongJob[str] = LongJob(commit, manager=manager)
+    rec = Recorder(job)
+    job.start()
+    committed.wait()
+    assert job.cancel() is False  # too late: the work is past its point of no return
+    release.open()
+    run_to_end(qtbot, manager, job)
+    assert rec.names() == ["started", "result", "finished"]
+
+
+def test_longjob_point_of_no_return_raises_when_already_cancelled(
+    manager: WorkerManager, qtbot: Any, make_gate: Callable[[], Gate]
+) -> None:
+    undone: list[str] = []
+    running, gate = make_gate(), make_gate()
+
+    def commit(ctx: JobContext) -> str:
+        running.open()
+        gate.wait()
+        try:
+            ctx.point_of_no_return()
+        except TaskCancelledError:
+            undone.append("rolled back")
+            raise
+        return "never"
+
+    job: LongJob[str] = LongJob(commit, manager=manager)
+    job.start()
+    running.wait()
+    job.cancel()
+    gate.open()
+    run_to_end(qtbot, manager, job)
+    assert undone == ["rolled back"]
+    assert state_of(job) is TaskState.CANCELLED
