@@ -1225,3 +1225,50 @@ def test_longjob_point_of_no_return_raises_when_already_cancelled(
     run_to_end(qtbot, manager, job)
     assert undone == ["rolled back"]
     assert state_of(job) is TaskState.CANCELLED
+
+
+@pytest.mark.slow
+def test_longjob_storm_of_starts_cancels_supersedes_and_dead_owners_ends_each_once(
+    manager: WorkerManager, qtbot: Any
+) -> None:
+    owners = [QObject() for _ in range(8)]
+    jobs: list[LongJob[int]] = []
+    recorders: list[Recorder] = []
+
+    def work(i: int, ctx: JobContext) -> int:
+        for step in range(50):
+            ctx.checkpoint()
+            ctx.progress(step + 1, 50)
+            if ctx.wait(0.001):
+                ctx.raise_if_cancelled()
+        return i
+
+    for i in range(64):
+        owner = owners[i % len(owners)]
+        key = f"k{i % 5}" if i % 3 == 0 else None
+        job: LongJob[int] = LongJob(work, args=(i,), owner=owner, key=key, manager=manager)
+        recorders.append(Recorder(job))
+        jobs.append(job)
+        job.start()
+        if i % 7 == 0:
+            job.cancel()
+        if i % 11 == 0:
+            job.pause()
+            job.resume()
+    # Deleted before the GUI thread delivered anything: their jobs must stay silent.
+    for owner in owners[:2]:
+        shiboken6.delete(owner)
+    qtbot.waitUntil(manager.is_idle, timeout=60_000)
+    for i, (job, rec) in enumerate(zip(jobs, recorders, strict=True)):
+        outcomes = [e for e in rec.names() if e in ("result", "error", "cancelled")]
+        assert rec.names()[-1] == "finished"
+        assert state_of(job).is_terminal
+        if i % len(owners) < 2:
+            assert outcomes == [], (job, rec.events)  # nothing reaches a dead owner
+        else:
+            assert len(outcomes) == 1, (job, rec.events)  # exactly one outcome
+            assert "error" not in outcomes
+    stats = manager.statistics().jobs
+    assert stats.started == 64
+    assert stats.succeeded + stats.failed + stats.cancelled == 64
+    assert stats.live == 0
