@@ -243,7 +243,7 @@ class _JobCore:
 
     # -- cancellation and pause (any thread) ------------------------------------------------
 
-    def cancel(self, reason: str = "cancelled") -> bool:
+    def cancel(self, *, reason: str = "cancelled") -> bool:
         """Ask the job to stop; see :meth:`LongJob.cancel`."""
         with self._lock:
             if self._finished or self._committed:
@@ -575,7 +575,10 @@ class LongJob(QThread, Generic[T]):
     when it ends (tasks cancelled, async generators and the default executor shut
     down, as ``asyncio.run`` does).
 
-    Signals (emitted on the GUI thread, so lambdas and closures run there too):
+    The job's own signals are emitted on the GUI thread, so lambdas and closures
+    connected to them run there too.
+
+    Signals:
         progress(int, int): ``(current, total)``; at most one per frame (~16 ms), the
             last value always arrives.  :attr:`eta` and :attr:`elapsed` are up to date
             when it fires.
@@ -825,7 +828,7 @@ class LongJob(QThread, Generic[T]):
     def eta(self) -> float | None:
         """Estimated seconds until done, or None when it cannot be estimated.
 
-        The rate is measured over the last :data:`ETA_WINDOW` seconds of delivered
+        The rate is measured over the last ``ETA_WINDOW`` (10) seconds of delivered
         progress (so a slow start does not skew it), falling back to the average since
         the start.  Needs a known total (``total > 0``).
         """
@@ -914,11 +917,14 @@ class LongJob(QThread, Generic[T]):
 
     # -- cancel, pause, stop ------------------------------------------------------------------
 
-    def cancel(self, reason: str = "cancelled") -> bool:
+    def cancel(self, *, reason: str = "cancelled") -> bool:
         """Ask the job to stop.  Thread-safe; never blocks.
 
+        ``reason`` is keyword-only, so ``button.clicked.connect(job.cancel)`` works
+        (``clicked`` passes a bool).
+
         Sets ``ctx.cancelled``, calls ``requestInterruption()``, wakes ``ctx.wait`` and
-        paused checkpoints, and (async work, unless :attr:`cancel_async_task` is False)
+        paused checkpoints, and (async work, unless ``cancel_async_task`` is False)
         cancels the job's asyncio task.  The job ends ``cancelled`` when its work returns;
         a result returned after the request is discarded (it is stale: superseded, or
         nobody wants it).  A job not started yet ends at once.  A job past
@@ -927,7 +933,7 @@ class LongJob(QThread, Generic[T]):
         Returns:
             True if this call asked a job that had not ended to stop.
         """
-        return self._core.cancel(reason)
+        return self._core.cancel(reason=reason)
 
     def requestInterruption(self) -> None:
         """Qt's interruption request, as :meth:`cancel` (so ported code keeps working)."""
@@ -1255,7 +1261,7 @@ class JobRegistry:
                 # a job core answers cancel(reason) like a task.
                 record.tasks.add(cast(Any, core))
         if superseded is not None:
-            superseded.cancel("superseded")
+            superseded.cancel(reason="superseded")
         if mcore.engine.is_gui_thread():
             self._mark_busy()
         else:
@@ -1304,7 +1310,7 @@ class JobRegistry:
 
     def cancel_all(self, reason: str) -> int:
         """Ask every live job to stop; return how many had not ended."""
-        return sum(job._core.cancel(reason) for job in self.live_jobs())
+        return sum(job._core.cancel(reason=reason) for job in self.live_jobs())
 
     def join(self, deadline: float) -> tuple[str, ...]:
         """Wait for the jobs' threads until ``time.monotonic()`` passes ``deadline``.

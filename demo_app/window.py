@@ -33,6 +33,8 @@ from casare_workers import (
     WorkerManager,
 )
 from demo_app.panels import PoolPanel, StallMeter
+from demo_app.ports.installer import DEMO_COMMAND, InstallerDialog
+from demo_app.ports.migration import InMemoryMigration, MigrationDialog
 from demo_app.workloads import LocalServer, count_primes, fetch, normalise
 
 __all__ = ("DemoWindow",)
@@ -150,6 +152,9 @@ class DemoWindow(QMainWindow):
             ("io", "I/O burst (200)", self.launch_io_burst),
             ("cpu", "CPU batch", self.launch_cpu_batch),
             ("map", "map (20 000 items)", self.launch_map),
+            # -- long jobs (issue 3): the two ports, each in its own dialog
+            ("migration", "Migration (long job)", self.launch_migration),
+            ("installer", "Installer (subprocess)", self.launch_installer),
         ]
 
     def launch_io_burst(self) -> None:
@@ -195,6 +200,35 @@ class DemoWindow(QMainWindow):
             ),
             context=self,
         )
+
+    # -- long jobs (issue 3) -----------------------------------------------------------
+
+    def launch_migration(self) -> None:
+        """Open the migration port (a LongJob over an async use case).  GUI thread."""
+        use_case = InMemoryMigration(
+            {"legacy": {f"workflow-{i:02}": 1 for i in range(20)}}, step_delay=0.15
+        )
+        dialog = MigrationDialog(use_case, "legacy", "v2", manager=self.manager, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        job = dialog.start()
+        job.result.connect(
+            lambda result: self.report(
+                f"migration: {result.steps_done}/{result.total_steps} steps, "
+                f"success={result.success}, {job.elapsed:.1f} s"
+            )
+        )
+        job.cancelled.connect(lambda: self.report("migration: cancelled, rolled back"))
+
+    def launch_installer(self) -> None:
+        """Open the installer port (a SubprocessJob) on a stand-in command.  GUI thread."""
+        dialog = InstallerDialog(DEMO_COMMAND, manager=self.manager, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.installer.done.connect(lambda ok, message: self.report(f"installer: {message}"))
+        dialog.show()
+        dialog.start()
+
+    # -- end long jobs
 
     # -- table actions ------------------------------------------------------------------
 

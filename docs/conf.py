@@ -39,7 +39,8 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 nitpick_ignore_regex = [
     (
         "py:.*",
-        r"(PySide6|shiboken6|concurrent|collections|typing|asyncio|threading|enum|types)(\..*)?",
+        r"(PySide6|shiboken6|concurrent|collections|typing|asyncio|threading|enum|types|os)"
+        r"(\..*)?",
     ),
     ("py:.*", r"(T|R|P|_Continuation|_Index|Any|Callable|Hashable|Iterable|Awaitable|Coroutine)"),
     (
@@ -49,6 +50,6 @@ nitpick_ignore_regex = [
     ("py:.*", r"(ImportError|ValueError|LookupError|RuntimeError|TimeoutError|TypeError)"),
     ("py:.*", r"(Q[A-Za-z]+|Signal|Slot)(\..*)?"),
     # Type variables and generic bases appear under their private module paths.
-    ("py:.*", r"casare_workers\._\w+\.(T|R|P|TaskHandle|PoolKind|TaskLike)"),
+    ("py:.*", r"casare_workers\._\w+\.(T|R|P|TaskHandle|PoolKind|TaskLike|LongJob)"),
     ("py:.*", r"(PoolKind|TaskLike)"),
 ]

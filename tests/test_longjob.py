@@ -323,7 +323,7 @@ def test_longjob_cancel_blocking_work_via_ctx_and_interruption_flag(
     rec = Recorder(job)
     job.start()
     gate.wait()
-    assert job.cancel("user clicked stop") is True
+    assert job.cancel(reason="user clicked stop") is True
     assert job.cancel() is False  # already asked
     run_to_end(qtbot, manager, job)
     assert rec.names() == ["started", "cancelled", "finished"]
@@ -635,6 +635,25 @@ def test_longjob_started_twice_raises(manager: WorkerManager, qtbot: Any) -> Non
     run_to_end(qtbot, manager, job)
     with pytest.raises(AlreadyStartedError, match="already started"):
         job.start()
+
+
+def test_longjob_cancel_connects_to_a_clicked_signal(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    from PySide6.QtWidgets import QPushButton
+
+    def loop(ctx: JobContext) -> None:
+        gate.open()
+        ctx.wait(10)
+
+    job: LongJob[None] = LongJob(loop, manager=manager)
+    button = QPushButton()
+    button.clicked.connect(job.cancel)  # clicked(bool): the bool must not become the reason
+    job.start()
+    gate.wait()
+    button.click()
+    run_to_end(qtbot, manager, job)
+    assert job.cancel_reason == "cancelled"
 
 
 def test_longjob_refuses_terminate_and_qt_parents(manager: WorkerManager, qtbot: Any) -> None:

@@ -55,6 +55,7 @@ from casare_workers import (
 __all__ = (
     "CANCELLED",
     "COMPLETE",
+    "DEMO_COMMAND",
     "PLAYWRIGHT_INSTALL",
     "TIMED_OUT",
     "Installer",
@@ -282,6 +283,10 @@ _STAND_IN = (
 )
 
 
+#: A stand-in for the real installer (a few seconds of progress lines, no network).
+DEMO_COMMAND: tuple[str, ...] = (sys.executable, "-c", _STAND_IN)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the example dialog (a stand-in command unless ``--real``)."""
     parser = argparse.ArgumentParser(prog="python -m demo_app.ports.installer")
@@ -290,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     manager = WorkerManager()
-    command = PLAYWRIGHT_INSTALL if args.real else (sys.executable, "-c", _STAND_IN)
+    command = PLAYWRIGHT_INSTALL if args.real else DEMO_COMMAND
     dialog = InstallerDialog(command, manager=manager)
     if args.headless:
         dialog.installer.progress_update.connect(print)
