@@ -11,6 +11,9 @@ Layers, bottom up (one private module each):
 * ``_worker``     Worker (a QRunnable) + WorkerSignals, the pattern PySide users know
 * ``_manager``    WorkerManager: named pools, options (owner, key, timeout), statistics,
                   shutdown
+* ``_asyncio``    the qasync bridge: ``await`` on handles, async slots, task groups, the
+                  pools as the loop's default executor, sync<->async without nested loops
+                  (imports asyncio; qasync only ever recognised, never imported)
 * ``pytest_plugin`` fixtures for testing code that uses the library
 """
 
@@ -20,6 +23,17 @@ from ._selfcheck import check_bool_leak
 
 check_bool_leak()
 
+from ._asyncio import (  # noqa: E402
+    PoolExecutor,
+    TaskGroup,
+    async_slot,
+    asyncify,
+    attach_loop,
+    open_dialog,
+    run_coroutine_sync,
+    run_in_loop,
+    wait_signal,
+)
 from ._config import PoolConfig  # noqa: E402
 from ._engine import DeliveryEngine, get_engine  # noqa: E402
 from ._errors import (  # noqa: E402
@@ -30,6 +44,7 @@ from ._errors import (  # noqa: E402
     ConfigurationError,
     ManagerShutdownError,
     NoApplicationError,
+    NoEventLoopError,
     TaskCancelledError,
     TaskTimeoutError,
     UnknownPoolError,
@@ -63,12 +78,15 @@ __all__ = (
     "ManagerStatistics",
     "MapHandle",
     "NoApplicationError",
+    "NoEventLoopError",
     "PoolConfig",
+    "PoolExecutor",
     "PoolStatistics",
     "ShutdownReport",
     "TaskCancelledError",
     "TaskContext",
     "TaskError",
+    "TaskGroup",
     "TaskHandle",
     "TaskOptions",
     "TaskState",
@@ -77,9 +95,16 @@ __all__ = (
     "Worker",
     "WorkerManager",
     "WorkerSignals",
+    "async_slot",
+    "asyncify",
+    "attach_loop",
     "default_manager",
     "get_engine",
+    "open_dialog",
+    "run_coroutine_sync",
+    "run_in_loop",
     "set_default_manager",
+    "wait_signal",
 )
 
 # Show the public path in reprs, tracebacks and docs (not the private module).

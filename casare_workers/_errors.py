@@ -14,6 +14,7 @@ raised by the library itself, each mixing in the builtin it refines so existing
           ├── AlreadyStartedError         (RuntimeError)   a worker or job started twice
           ├── BlockingCallError           (RuntimeError)   a wait that would freeze the GUI
           ├── NoApplicationError          (RuntimeError)   no QCoreApplication to deliver to
+          ├── NoEventLoopError            (RuntimeError)   no asyncio loop where one is needed
           ├── TaskTimeoutError            (TimeoutError)   a task ran past its timeout
           └── TaskCancelledError          (concurrent.futures.CancelledError)
 """
@@ -30,6 +31,7 @@ __all__ = (
     "ConfigurationError",
     "ManagerShutdownError",
     "NoApplicationError",
+    "NoEventLoopError",
     "TaskCancelledError",
     "TaskTimeoutError",
     "UnknownPoolError",
@@ -76,6 +78,15 @@ class BlockingCallError(CasareWorkersError, RuntimeError):
 
 class NoApplicationError(CasareWorkersError, RuntimeError):
     """Raised when delivery to the GUI thread is needed but no QCoreApplication exists."""
+
+
+class NoEventLoopError(CasareWorkersError, RuntimeError):
+    """Raised by the asyncio bridge when no asyncio event loop is there to run on.
+
+    For example an async slot called while no loop runs, or ``run_coroutine_sync`` from a
+    worker thread of an application that never started its qasync loop.  The message
+    names the fix (start the loop, or call ``attach_loop``).
+    """
 
 
 class TaskTimeoutError(CasareWorkersError, TimeoutError):
