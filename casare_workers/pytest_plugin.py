@@ -110,11 +110,15 @@ class AsyncRunner:
         """Run ``coro`` to completion on the loop; fail the test after ``timeout`` s."""
 
         async def guarded() -> T:
-            try:
-                async with asyncio.timeout(timeout):
-                    return await coro
-            except TimeoutError:
+            # The deadline is judged from outside the coroutine: a cancellation the
+            # coroutine catches (pytest.raises(CancelledError)...) cannot hide a hang.
+            task = asyncio.ensure_future(coro)
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if not done:
+                task.cancel()
+                await asyncio.wait({task}, timeout=TEARDOWN_TIMEOUT)
                 pytest.fail(f"coroutine did not finish within {timeout} s")
+            return task.result()
 
         return self.loop.run_until_complete(guarded())
 

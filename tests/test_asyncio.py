@@ -124,6 +124,22 @@ def test_await_handle_returns_result_after_its_signals(
     assert events == ["result", "finished", "resumed"]
 
 
+def test_gui_waiter_delivers_the_handle_before_waking_the_awaiter(
+    manager: WorkerManager, qasync_loop: AsyncRunner
+) -> None:
+    # Normally the handle's own delivery item drains right after the waiter's; when the
+    # drain's time budget ends between the two, the waiter must deliver it itself.
+    handle = manager.submit(abs, -3)
+    assert handle.wait(5)  # settled on the worker; nothing delivered yet (no events ran)
+    events: list[str] = []
+    handle.signals.finished.connect(lambda: events.append("finished"))
+    future: asyncio.Future[None] = qasync_loop.loop.create_future()
+    bridge._GuiWaiter(future, manager.engine, handle)._deliver()
+    assert events == ["finished"]
+    assert future.done()
+    manager.engine.flush()  # the engine's own (now redundant) delivery item
+
+
 def test_await_handle_reraises_the_original_exception_with_traceback(
     manager: WorkerManager, qasync_loop: AsyncRunner
 ) -> None:
@@ -167,8 +183,8 @@ def test_cancelling_the_awaiter_removes_a_queued_task(
         assert queued.state is TaskState.QUEUED
         waiter = asyncio.ensure_future(_await(queued))
         await asyncio.sleep(0)  # let the waiter reach its await
-        waiter.cancel()
-        with pytest.raises(asyncio.CancelledError):
+        waiter.cancel("test cancels")
+        with pytest.raises(asyncio.CancelledError, match="test cancels"):
             await waiter
         assert queued.cancelled()
         gate.open()
@@ -198,8 +214,8 @@ def test_cancelling_the_awaiter_cancels_the_running_task(
         handle = manager.submit(job)
         waiter = asyncio.ensure_future(_await(handle))
         await in_thread(started.wait)
-        waiter.cancel()
-        with pytest.raises(asyncio.CancelledError):
+        waiter.cancel("test cancels")
+        with pytest.raises(asyncio.CancelledError, match="test cancels"):
             await waiter
         assert handle.state is TaskState.CANCELLED
         await in_thread(stopped.wait)
@@ -349,8 +365,8 @@ def test_cancelling_the_iterating_coroutine_cancels_the_map(
         handle = small_manager.map(item, range(100), chunksize=1)
         consumer = asyncio.ensure_future(consume(handle))
         await in_thread(started.wait)
-        consumer.cancel()
-        with pytest.raises(asyncio.CancelledError):
+        consumer.cancel("test cancels")
+        with pytest.raises(asyncio.CancelledError, match="test cancels"):
             await consumer
         assert handle.state is TaskState.CANCELLED
         release.open()
@@ -411,8 +427,8 @@ def test_await_job_cancelled_awaiter_cancels_the_job(qasync_loop: AsyncRunner) -
     async def main() -> None:
         waiter = asyncio.ensure_future(_await(job))
         await asyncio.sleep(0)
-        waiter.cancel()
-        with pytest.raises(asyncio.CancelledError):
+        waiter.cancel("test cancels")
+        with pytest.raises(asyncio.CancelledError, match="test cancels"):
             await waiter
 
     qasync_loop.run(main())
@@ -428,7 +444,7 @@ def test_await_job_failed_and_cancelled_outcomes(qasync_loop: AsyncRunner) -> No
     async def main() -> None:
         with pytest.raises(OSError, match="disk full"):
             await failed
-        with pytest.raises(asyncio.CancelledError):
+        with pytest.raises(asyncio.CancelledError, match="was cancelled"):
             await cancelled
 
     qasync_loop.run(main())
@@ -484,8 +500,8 @@ def test_asyncify_cancel_reaches_the_function(
     async def main() -> None:
         call = asyncio.ensure_future(download("https://example.invalid"))
         await in_thread(started.wait)
-        call.cancel()
-        with pytest.raises(asyncio.CancelledError):
+        call.cancel("test cancels")
+        with pytest.raises(asyncio.CancelledError, match="test cancels"):
             await call
 
     qasync_loop.run(main())
@@ -978,8 +994,8 @@ def test_async_slot_tasks_survive_an_ignored_close(
         for _ in range(5):  # several loop turns: the deferred check has run
             await asyncio.sleep(0.001)
         assert not task.done()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
+        task.cancel("test cancels")
+        with pytest.raises(asyncio.CancelledError, match="test cancels"):
             await task
 
     qasync_loop.run(main())
@@ -1087,8 +1103,8 @@ def test_open_dialog_cancelled_or_timed_out_rejects_the_dialog(
     async def main() -> None:
         waiter = asyncio.ensure_future(open_dialog(dialog))
         await until(dialog.isVisible)
-        waiter.cancel()
-        with pytest.raises(asyncio.CancelledError):
+        waiter.cancel("test cancels")
+        with pytest.raises(asyncio.CancelledError, match="test cancels"):
             await waiter
         with pytest.raises(TimeoutError, match="not answered"):
             await open_dialog(dialog, timeout=0.01)
@@ -1224,7 +1240,7 @@ def test_task_group_is_cancelled_when_its_owner_is_destroyed(
         task = asyncio.ensure_future(body())
         await in_thread(started.wait)
         owner.deleteLater()
-        with pytest.raises(asyncio.CancelledError):
+        with pytest.raises(asyncio.CancelledError, match="owner was destroyed"):
             await task
 
     qasync_loop.run(main())
