@@ -201,9 +201,14 @@ class _GuiWaiter:
                 handle._deliver()
             except BaseException as exc:  # never strand the awaiter
                 report_callback_exception(f"the delivery of task {handle.name!r}", exc)
-        future = self.future
-        if not future.done():
-            future.set_result(None)
+        _wake(self.future)
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    # A loop closed meanwhile (application exit) has nobody left to wake; resolving
+    # the future would make it schedule a callback on a closed loop.
+    if not future.done() and not future.get_loop().is_closed():
+        future.set_result(None)
 
 
 class _ThreadWaiter:
@@ -223,8 +228,7 @@ class _ThreadWaiter:
             pass
 
     def _resolve(self) -> None:
-        if not self.future.done():
-            self.future.set_result(None)
+        _wake(self.future)
 
 
 def _make_waiter(
@@ -358,8 +362,8 @@ class _MapIterator(Generic[R]):
         """Runs on the loop's thread (the engine's drain on the GUI thread)."""
         self._poked = False  # before resolving: a later chunk posts its own wake-up
         future = self._future
-        if future is not None and not future.done():
-            future.set_result(None)
+        if future is not None:
+            _wake(future)
 
     def _detach(self) -> None:
         handle = self._handle

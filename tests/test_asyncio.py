@@ -713,6 +713,13 @@ def test_run_in_loop_coroutine_without_a_running_gui_loop_fails_the_future(
         future.result(0)
 
 
+def test_run_in_loop_on_a_closed_loop_says_so(qapp: Any) -> None:
+    loop = asyncio.new_event_loop()
+    loop.close()
+    with pytest.raises(NoEventLoopError, match="closed"):
+        run_in_loop(abs, -1, loop=loop)
+
+
 def test_run_in_loop_rejects_bad_arguments(qasync_loop: AsyncRunner) -> None:
     async def co() -> None:
         pass
@@ -864,6 +871,10 @@ class Panel(QWidget):
     async def fail(self) -> None:
         raise LookupError("no such provider")
 
+    @async_slot(bool)
+    async def toggled(self, on: bool) -> None:
+        self.log.append(f"toggled {on}")
+
 
 class IgnoresClose(Panel):
     def closeEvent(self, event: QCloseEvent) -> None:
@@ -901,6 +912,36 @@ def test_async_slot_returns_its_task_and_drops_extra_signal_args(
 
     assert qasync_loop.run(main()) == "FRESH"
     qasync_loop.run(until(lambda: manager.is_idle()))
+
+
+def test_async_slot_with_qt_types_receives_the_signal_arguments(
+    manager: WorkerManager, qasync_loop: AsyncRunner, keep: Callable[[Any], Any]
+) -> None:
+    panel = keep(Panel(manager))
+    panel.changed.connect(panel.toggled)
+
+    async def main() -> None:
+        panel.changed.emit(True)
+        await until(lambda: panel.log == ["toggled True"])
+
+    qasync_loop.run(main())
+
+
+def test_async_slot_called_from_a_worker_thread_runs_on_the_gui_loop(
+    manager: WorkerManager, qasync_loop: AsyncRunner, keep: Callable[[Any], Any]
+) -> None:
+    panel = keep(Panel(manager))
+
+    def worker() -> str:
+        future = panel.refresh()  # no loop in this thread: started on the GUI loop
+        assert isinstance(future, concurrent.futures.Future)
+        return future.result(5)  # type: ignore[no-any-return]
+
+    async def main() -> str:
+        return await manager.submit(worker)
+
+    assert qasync_loop.run(main()) == "FRESH"
+    assert panel.log == ["refresh"]
 
 
 def test_async_slot_exception_goes_to_sys_excepthook(
