@@ -455,8 +455,8 @@ class PoolExecutor(concurrent.futures.ThreadPoolExecutor):
     the process's exit).  Shutting the manager down stops this executor too.
 
     Functions are called exactly as given (a parameter named ``ctx`` receives no
-    :class:`TaskContext`), and, as with ``run_in_executor``, the caller's contextvars
-    are not copied (``asyncio.to_thread`` copies them itself).
+    :class:`TaskContext`).  Like every manager task they run in a copy of the
+    submitter's contextvars (plain ``run_in_executor`` does not copy them).
 
     Example:
         >>> executor = PoolExecutor(manager, "io")                        # doctest: +SKIP
@@ -474,6 +474,7 @@ class PoolExecutor(concurrent.futures.ThreadPoolExecutor):
         self._tasks: set[TaskHandle[Any]] = set()
         self._closed = False
         self._guard = threading.Lock()
+        self._replaced: object = None  # a previous default executor kept alive (attach_loop)
 
     @property
     def pool(self) -> str:
@@ -590,9 +591,30 @@ def attach_loop(
 
         manager = default_manager()
     executor = PoolExecutor(manager, executor_pool)
+    previous = _default_executor_of(loop)
+    if previous is not None and not isinstance(previous, PoolExecutor):
+        # qasync made its QThreadExecutor at the first run_in_executor.  Dropping it
+        # would destroy running QThreads (a process abort): let its threads end and keep
+        # it referenced as long as ours.
+        logger.warning(
+            "attach_loop(): the loop already had a default executor (%r); call "
+            "attach_loop() before the first run_in_executor/to_thread",
+            previous,
+        )
+        previous.shutdown(wait=False)
+        executor._replaced = previous
     loop.set_default_executor(executor)
     if manager.engine.is_gui_thread():
         _register_gui_loop(loop)
+    return executor
+
+
+def _default_executor_of(loop: asyncio.AbstractEventLoop) -> Any:
+    # No public getter exists: qasync keeps its own (name-mangled) attribute, asyncio's
+    # base loop another.  Unknown loops simply report none.
+    executor = getattr(loop, "_QEventLoop__default_executor", None)
+    if executor is None:
+        executor = getattr(loop, "_default_executor", None)
     return executor
 
 

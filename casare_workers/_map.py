@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from ._engine import DeliveryEngine
+from ._engine import DeliveryEngine, report_callback_exception
 from ._state import TaskState
 from ._task import TaskHandle
 
@@ -121,7 +121,7 @@ class MapHandle(TaskHandle[list[R]]):
         the results that arrived before it; a cancelled one raises
         ``asyncio.CancelledError``.  Cancelling the iterating coroutine cancels the map.
         """
-        # Imported here: the bridge module imports this one.
+        # The bridge builds on the core, not the other way round: imported on use.
         from ._asyncio import iterate_map
 
         return iterate_map(self)
@@ -214,7 +214,10 @@ class MapHandle(TaskHandle[list[R]]):
                 self._progress_dirty = True
                 self._engine.mark_dirty(self)
             for hook in self._chunk_hooks:
-                hook()
+                try:
+                    hook()
+                except BaseException as exc:  # a faulty hook must not strand the map
+                    report_callback_exception(f"a chunk hook of map({self.name})", exc)
             if done == n:
                 self._items = None
                 self._settle(_SUCCEEDED, results, None)

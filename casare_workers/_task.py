@@ -518,7 +518,7 @@ class TaskHandle(Generic[T]):
         awaiting coroutine cancels the task; a task cancelled elsewhere raises
         ``asyncio.CancelledError`` in the awaiter.  See ``casare_workers._asyncio``.
         """
-        # Imported here: the bridge module imports this one.
+        # The bridge builds on the core, not the other way round: imported on use.
         from ._asyncio import await_task
 
         return await_task(self)

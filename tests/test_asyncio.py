@@ -539,6 +539,21 @@ def test_attach_loop_makes_to_thread_and_run_in_executor_use_the_pool(
     assert manager.statistics()["io"].succeeded == 2
 
 
+def test_attach_loop_after_qasync_made_its_executor_keeps_it_alive_and_stops_it(
+    manager: WorkerManager, qasync_loop: AsyncRunner, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, abs, -1)  # qasync creates its QThreadExecutor
+        with caplog.at_level(logging.WARNING, logger="casare_workers"):
+            executor = attach_loop(manager=manager)
+        assert executor._replaced is not None  # not garbage-collected with live QThreads
+        return await asyncio.to_thread(lambda: threading.current_thread().name)
+
+    assert qasync_loop.run(main()).startswith("casare-io-")
+    assert "already had a default executor" in caplog.text
+
+
 def test_executor_calls_functions_exactly_as_given(manager: WorkerManager) -> None:
     def handler(ctx: str) -> str:  # a third-party "ctx" that is not a TaskContext
         return ctx
