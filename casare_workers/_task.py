@@ -282,8 +282,9 @@ class TaskHandle(Generic[T]):
         self._done_event: threading.Event | None = None
         self._cancel_ev: threading.Event | None = None
         self._future: Future[Any] | None = None
-        # The submitter's contextvars travel with the work, as with asyncio.to_thread
-        # (a copy: O(1), ~0.1 µs; each task enters its own copy exactly once).
+        # The submitter's contextvars travel with the work, as with asyncio.to_thread:
+        # a copy (O(1)) entered once by the worker (~0.3 µs per task in all), which also
+        # keeps one task's context changes from leaking into the next on that thread.
         self._context = contextvars.copy_context()
         self._cancel_requested = False
         self._progress: tuple[int, int] | None = None
@@ -610,7 +611,7 @@ class TaskHandle(Generic[T]):
         mode = self._ctx_mode
         run = self._context.run
         if mode == PLAIN:
-            return run(fn, *args, **kwargs)
+            return run(fn, *args, **kwargs) if kwargs else run(fn, *args)
         ctx = TaskContext(self)
         if mode == WANTS_CTX:
             return run(fn, *args, ctx=ctx, **kwargs)

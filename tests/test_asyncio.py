@@ -1231,6 +1231,20 @@ def test_contextvars_travel_to_workers_and_back(
     )
 
 
+def test_a_tasks_context_changes_stay_in_that_task(
+    small_manager: WorkerManager, qasync_loop: AsyncRunner
+) -> None:
+    def sets() -> str:
+        request_id.set("changed by a task")
+        return request_id.get()
+
+    async def main() -> tuple[str, str]:
+        # One worker thread runs both: the second must not see the first one's set().
+        return await small_manager.submit(sets), await small_manager.submit(request_id.get)
+
+    assert qasync_loop.run(main()) == ("changed by a task", "unset")
+
+
 # -- task groups ----------------------------------------------------------------------------
 
 
