@@ -15,6 +15,9 @@ Layers, bottom up (one private module each):
 * ``_manager``    WorkerManager: named pools, options (owner, key, timeout), statistics,
                   shutdown
 * ``_model``, ``_delegate``  TaskTableModel + ProgressBarDelegate for any QTableView
+* ``_asyncio``    the qasync bridge: ``await`` on handles, async slots, task groups, the
+                  pools as the loop's default executor, sync<->async without nested loops
+                  (imports asyncio; qasync only ever recognised, never imported)
 * ``pytest_plugin`` fixtures for testing code that uses the library
 """
 
@@ -24,6 +27,17 @@ from ._selfcheck import check_bool_leak
 
 check_bool_leak()
 
+from ._asyncio import (  # noqa: E402
+    PoolExecutor,
+    TaskGroup,
+    async_slot,
+    asyncify,
+    attach_loop,
+    open_dialog,
+    run_coroutine_sync,
+    run_in_loop,
+    wait_signal,
+)
 from ._config import PoolConfig  # noqa: E402
 from ._delegate import ProgressBarDelegate  # noqa: E402
 from ._engine import DeliveryEngine, get_engine  # noqa: E402
@@ -36,6 +50,7 @@ from ._errors import (  # noqa: E402
     InitializerError,
     ManagerShutdownError,
     NoApplicationError,
+    NoEventLoopError,
     TaskCancelledError,
     TaskTimeoutError,
     ThreadClosedError,
@@ -80,7 +95,9 @@ __all__ = (
     "ManagerStatistics",
     "MapHandle",
     "NoApplicationError",
+    "NoEventLoopError",
     "PoolConfig",
+    "PoolExecutor",
     "PoolStatistics",
     "ProcessResult",
     "ProgressBarDelegate",
@@ -89,6 +106,7 @@ __all__ = (
     "TaskCancelledError",
     "TaskContext",
     "TaskError",
+    "TaskGroup",
     "TaskHandle",
     "TaskOptions",
     "TaskState",
@@ -99,10 +117,17 @@ __all__ = (
     "Worker",
     "WorkerManager",
     "WorkerSignals",
+    "async_slot",
+    "asyncify",
+    "attach_loop",
     "default_manager",
     "get_engine",
+    "open_dialog",
+    "run_coroutine_sync",
+    "run_in_loop",
     "run_process",
     "set_default_manager",
+    "wait_signal",
 )
 
 # Show the public path in reprs, tracebacks and docs (not the private module).

@@ -16,6 +16,7 @@ raised by the library itself, each mixing in the builtin it refines so existing
           ├── NoApplicationError          (RuntimeError)   no QCoreApplication to deliver to
           ├── InitializerError            (RuntimeError)   a LoopThread's initializer raised
           ├── ThreadClosedError           (RuntimeError)   work sent to a closed LoopThread
+          ├── NoEventLoopError            (RuntimeError)   no asyncio loop where one is needed
           ├── TaskTimeoutError            (TimeoutError)   a task ran past its timeout
           └── TaskCancelledError          (concurrent.futures.CancelledError)
 """
@@ -33,6 +34,7 @@ __all__ = (
     "InitializerError",
     "ManagerShutdownError",
     "NoApplicationError",
+    "NoEventLoopError",
     "TaskCancelledError",
     "TaskTimeoutError",
     "ThreadClosedError",
@@ -96,6 +98,15 @@ class ThreadClosedError(CasareWorkersError, RuntimeError):
 
     A closed thread never runs new work (calls still queued at close are cancelled);
     create a new ``LoopThread``.
+    """
+
+
+class NoEventLoopError(CasareWorkersError, RuntimeError):
+    """Raised by the asyncio bridge when no asyncio event loop is there to run on.
+
+    For example an async slot called while no loop runs, or ``run_coroutine_sync`` from a
+    worker thread of an application that never started its qasync loop.  The message
+    names the fix (start the loop, or call ``attach_loop``).
     """
 
 

@@ -47,7 +47,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Hashable, Iterable, Mapping
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, overload
@@ -1071,6 +1071,16 @@ class LongJob(QThread, Generic[T]):
             if ended:
                 _mirror(fut, core)
         return fut
+
+    def __await__(self) -> Generator[Any, None, T]:
+        """``await job`` in a coroutine: the result, or the work's exception unchanged.
+
+        Cancelling the awaiting coroutine cancels the job; a job cancelled elsewhere
+        raises ``asyncio.CancelledError`` in the awaiter.  See ``casare_workers._asyncio``.
+        """
+        from ._asyncio import await_job  # the bridge builds on the core: imported on use
+
+        return cast(Generator[Any, None, T], await_job(self))
 
     def add_done_callback(self, fn: Callable[[LongJob[T]], object]) -> None:
         """Call ``fn(job)`` on the thread that decides the outcome (or now if decided).

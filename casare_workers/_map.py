@@ -10,15 +10,19 @@ balanced).  Progress is ``(items done, total)`` through the usual coalescing.
 The whole map is one task: one ``result`` (the list, in input order), one ``error``
 (the first exception, with a note naming the item index), or ``cancelled``.
 Cancellation is checked between chunks.
+
+Each finished chunk's index range is recorded (one append under the lock the runner
+already holds), so ``async for index, value in handle`` can yield results as chunks
+arrive, even when the iteration starts late (``casare_workers._asyncio``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from ._engine import DeliveryEngine
+from ._engine import DeliveryEngine, report_callback_exception
 from ._state import TaskState
 from ._task import TaskHandle
 
@@ -46,7 +50,10 @@ class _Runner:
         self._task = task
 
     def _pool_run(self) -> None:
-        self._task._run_chunks()
+        task = self._task
+        # Runners of one map run at once, and a Context can be entered by only one
+        # thread at a time: each runner enters its own copy of the submitter's context.
+        task._context.copy().run(task._run_chunks)
 
 
 class MapHandle(TaskHandle[list[R]]):
@@ -57,6 +64,7 @@ class MapHandle(TaskHandle[list[R]]):
 
     __slots__ = (
         "_chunk",
+        "_chunk_hooks",
         "_chunks",
         "_completed",
         "_fixed_chunk",
@@ -64,6 +72,7 @@ class MapHandle(TaskHandle[list[R]]):
         "_n",
         "_next",
         "_per_item",
+        "_ranges",
         "_results",
         "_runners",
     )
@@ -88,6 +97,11 @@ class MapHandle(TaskHandle[list[R]]):
         self._chunk = chunksize or 1
         self._per_item: float | None = None
         self._runners = 1
+        #: ``(start, end)`` of every finished chunk, in completion order.
+        self._ranges: list[tuple[int, int]] = []
+        #: Called (no arguments, on the runner's thread) after each finished chunk;
+        #: replaced, never mutated, so runners read it without the lock.
+        self._chunk_hooks: tuple[Callable[[], object], ...] = ()
 
     @property
     def total(self) -> int:
@@ -98,6 +112,19 @@ class MapHandle(TaskHandle[list[R]]):
     def chunks(self) -> int:
         """How many chunks the items were split into so far (shows the batching at work)."""
         return self._chunks
+
+    def __aiter__(self) -> AsyncIterator[tuple[int, R]]:
+        """``async for index, value in handle``: results as their chunks finish.
+
+        Pairs come in completion order (each chunk's items in input order); ``index``
+        is the item's position in the input.  A failed map raises its exception after
+        the results that arrived before it; a cancelled one raises
+        ``asyncio.CancelledError``.  Cancelling the iterating coroutine cancels the map.
+        """
+        # The bridge builds on the core, not the other way round: imported on use.
+        from ._asyncio import iterate_map
+
+        return iterate_map(self)
 
     def _launch(self, pool: ThreadPool) -> None:
         """Queue the runners (the task is already registered with ``pool``)."""
@@ -181,10 +208,16 @@ class MapHandle(TaskHandle[list[R]]):
                 per_item = spent / (end - start)
                 previous = self._per_item
                 self._per_item = per_item if previous is None else (previous + per_item) / 2
+                self._ranges.append((start, end))
             self._progress = (done, n)
             if not self._progress_dirty:
                 self._progress_dirty = True
                 self._engine.mark_dirty(self)
+            for hook in self._chunk_hooks:
+                try:
+                    hook()
+                except BaseException as exc:  # a faulty hook must not strand the map
+                    report_callback_exception(f"a chunk hook of map({self.name})", exc)
             if done == n:
                 self._items = None
                 self._settle(_SUCCEEDED, results, None)

@@ -4,6 +4,10 @@ Fixtures:
     manager: a fresh :class:`~casare_workers.WorkerManager` on the ``qapp`` of
         pytest-qt.  At teardown it is shut down; the test fails if a task or long job
         was not delivered, or a worker thread or job survived the shutdown.
+    qasync_loop: a real ``qasync.QEventLoop`` on that ``qapp`` (needs the ``async``
+        extra), as an :class:`AsyncRunner`: ``qasync_loop.run(coro)`` runs a coroutine
+        to completion on it.  At teardown the loop is closed; the test fails if an
+        asyncio task was left pending.
 
 Helpers for deterministic tests (no sleeps):
     :func:`wait_for_handle`, :func:`assert_gui_thread`, :func:`assert_worker_thread`.
@@ -19,15 +23,23 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
 from PySide6.QtCore import QCoreApplication, QEventLoop
 
-__all__ = ("assert_gui_thread", "assert_worker_thread", "manager", "wait_for_handle")
+__all__ = (
+    "AsyncRunner",
+    "assert_gui_thread",
+    "assert_worker_thread",
+    "manager",
+    "qasync_loop",
+    "wait_for_handle",
+)
 
 T = TypeVar("T")
 
@@ -82,3 +94,70 @@ def manager(qapp: Any) -> Iterator[Any]:
             f"tasks not delivered {undelivered}, still running {list(report.still_running)}, "
             f"threads alive {left}"
         )
+
+
+class AsyncRunner:
+    """Runs coroutines on a qasync loop in tests (the ``qasync_loop`` fixture).
+
+    Attributes:
+        loop: The ``qasync.QEventLoop``; it runs the Qt event loop while a coroutine
+            runs, so signals, timers and the delivery engine work as in the app.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        """Run ``coro`` to completion on the loop; fail the test after ``timeout`` s."""
+
+        async def guarded() -> T:
+            # The deadline is judged from outside the coroutine: a cancellation the
+            # coroutine catches (pytest.raises(CancelledError)...) cannot hide a hang.
+            task = asyncio.ensure_future(coro)
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if not done:
+                task.cancel()
+                await asyncio.wait({task}, timeout=TEARDOWN_TIMEOUT)
+                pytest.fail(f"coroutine did not finish within {timeout} s")
+            return task.result()
+
+        return self.loop.run_until_complete(guarded())
+
+
+@pytest.fixture
+def qasync_loop(qapp: Any) -> Iterator[AsyncRunner]:
+    """A qasync event loop on ``qapp``; closed at teardown, leaving no task behind."""
+    qasync = pytest.importorskip("qasync")
+    # Closing a test's last window must not quit the loop under the test's feet.
+    quit_on_close = qapp.quitOnLastWindowClosed()
+    qapp.setQuitOnLastWindowClosed(False)
+    loop = qasync.QEventLoop(qapp)
+    try:
+        yield AsyncRunner(loop)
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending, timeout=TEARDOWN_TIMEOUT))
+            pytest.fail(f"the test left asyncio tasks pending: {pending}")
+    finally:
+        loop.close()
+        _delete_loop_qobjects(loop)
+        qapp.setQuitOnLastWindowClosed(quit_on_close)
+
+
+def _delete_loop_qobjects(loop: asyncio.AbstractEventLoop) -> None:
+    """Destroy a closed qasync loop's QObjects now, on the GUI thread.
+
+    The loop is full of reference cycles, so the cyclic GC frees it later, on whichever
+    thread happens to collect (often a worker).  A timer object destroyed off its thread
+    cannot unregister its pending zero-timers, and the next timer dispatch on the GUI
+    thread then crashes (seen as a segfault in a later test).
+    """
+    import shiboken6
+    from PySide6.QtCore import QObject
+
+    for name in ("_timer", "_QEventLoop__call_soon_signaller"):
+        obj = getattr(loop, name, None)
+        if isinstance(obj, QObject) and shiboken6.isValid(obj):
+            shiboken6.delete(obj)

@@ -1,0 +1,274 @@
+"""asyncio bridge benchmark: casare_workers under qasync against the executor patterns.
+
+Run (each contender and scenario in its own fresh process, repeated, same run)::
+
+    python benchmarks/bench_asyncio.py                 # all, 5 repeats, a Markdown table
+    python benchmarks/bench_asyncio.py --repeat 9 --json out.json
+
+Every process runs a real ``qasync.QEventLoop`` on a ``QApplication`` (offscreen).
+Thread pools have 8 threads everywhere: the manager's ``io`` pool, and the
+``qasync.QThreadExecutor`` installed as the loop's default executor for the executor
+contenders (qasync's own default, 10 QThreads, is no faster).
+
+Scenarios and contenders:
+
+roundtrip   1 000 sequential awaits of a trivial function (after 50 warm-up calls);
+            the median and 90th percentile of one await.
+    await         ``await manager.submit(fn, i)``
+    executor      ``await loop.run_in_executor(None, fn, i)``   (qasync's executor)
+    to_thread     ``await asyncio.to_thread(fn, i)``            (qasync's executor)
+    attached      ``await loop.run_in_executor(None, fn, i)`` after ``attach_loop``
+                  (the manager's pool as the default executor)
+
+batch       10 000 awaited calls of a trivial function, all started at once; the total
+            time, and the worst gap of a 5 ms ``QTimer`` (the GUI's worst stall).
+    map_iter      ``async for index, value in manager.map(fn, items)``
+    map_await     ``await manager.map(fn, items)``
+    gather_exec   ``await gather(*(loop.run_in_executor(None, fn, i) for i ...))``
+    gather_await  ``await gather(*(manager.submit(fn, i) for i ...))`` (for reference:
+                  10 000 asyncio tasks at once, as every bridge does without a batch API)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication
+
+THREADS = 8
+N_ROUNDTRIPS = 1_000
+N_WARMUP = 50
+N_BATCH = 10_000
+GAP_TIMER_MS = 5
+
+
+def trivial(i: int) -> int:
+    return i
+
+
+class GapMeter:
+    """A 5 ms precise timer; records the worst interval between two ticks."""
+
+    def __init__(self) -> None:
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(GAP_TIMER_MS)
+        self.timer.timeout.connect(self._tick)
+        self.last = 0.0
+        self.worst = 0.0
+
+    def start(self) -> None:
+        self.last = time.perf_counter()
+        self.worst = 0.0
+        self.timer.start()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.worst = max(self.worst, now - self.last)
+        self.last = now
+
+    def stop(self) -> float:
+        self.timer.stop()
+        self._tick()
+        return self.worst
+
+
+Call = Callable[[int], Coroutine[Any, Any, int]]
+
+
+def make_call(name: str, manager: Any, loop: asyncio.AbstractEventLoop) -> Call:
+    """One awaited call of ``trivial`` for the round-trip contenders."""
+    if name == "await":
+
+        async def call(i: int) -> int:
+            return await manager.submit(trivial, i)  # type: ignore[no-any-return]
+
+    elif name == "to_thread":
+
+        async def call(i: int) -> int:
+            return await asyncio.to_thread(trivial, i)
+
+    elif name in ("executor", "attached"):
+
+        async def call(i: int) -> int:
+            return await loop.run_in_executor(None, trivial, i)
+
+    else:
+        raise ValueError(name)
+    return call
+
+
+async def scenario_roundtrip(name: str, manager: Any) -> dict[str, float]:
+    loop = asyncio.get_running_loop()
+    call = make_call(name, manager, loop)
+    for i in range(N_WARMUP):
+        await call(i)
+    samples: list[float] = []
+    clock = time.perf_counter
+    for i in range(N_ROUNDTRIPS):
+        began = clock()
+        await call(i)
+        samples.append(clock() - began)
+    samples.sort()
+    return {
+        "median_us": statistics.median(samples) * 1e6,
+        "p90_us": samples[int(len(samples) * 0.9)] * 1e6,
+    }
+
+
+async def scenario_batch(name: str, manager: Any) -> dict[str, float]:
+    loop = asyncio.get_running_loop()
+    items = range(N_BATCH)
+    # Warm up the threads and code paths (not measured).
+    await asyncio.gather(*(loop.run_in_executor(None, trivial, i) for i in range(50)))
+    await manager.map(trivial, range(50))
+    meter = GapMeter()
+    meter.start()
+    await asyncio.sleep(0.05)  # the meter's baseline ticks
+    began = time.perf_counter()
+    if name == "map_iter":
+        count = 0
+        async for _index, _value in manager.map(trivial, items):
+            count += 1
+    elif name == "map_await":
+        count = len(await manager.map(trivial, items))
+    elif name == "gather_exec":
+        count = len(await asyncio.gather(*(loop.run_in_executor(None, trivial, i) for i in items)))
+    elif name == "gather_await":
+        count = len(await asyncio.gather(*(manager.submit(trivial, i) for i in items)))
+    else:
+        raise ValueError(name)
+    total = time.perf_counter() - began
+    await asyncio.sleep(0.05)  # anything still queued behind the result shows in the gap
+    gap = meter.stop()
+    assert count == N_BATCH, count
+    return {"total_ms": total * 1e3, "worst_gap_ms": gap * 1e3}
+
+
+SCENARIOS: dict[str, tuple[str, ...]] = {
+    "roundtrip": ("await", "executor", "to_thread", "attached"),
+    "batch": ("map_iter", "map_await", "gather_exec", "gather_await"),
+}
+
+
+def run_one(scenario: str, contender: str) -> dict[str, float]:
+    from casare_workers import WorkerManager, attach_loop
+
+    qasync: Any = importlib.import_module("qasync")  # untyped: no stubs
+
+    app = QApplication.instance() or QApplication([])
+    manager = WorkerManager(pools={"io": THREADS})
+    loop = qasync.QEventLoop(app)
+    if contender == "attached":
+        attach_loop(loop, manager)
+    else:
+        loop.set_default_executor(qasync.QThreadExecutor(THREADS))
+
+    async def main() -> dict[str, float]:
+        if scenario == "roundtrip":
+            return await scenario_roundtrip(contender, manager)
+        return await scenario_batch(contender, manager)
+
+    with loop:
+        result: dict[str, float] = loop.run_until_complete(main())
+    manager.shutdown()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--contender")
+    parser.add_argument("--repeat", type=int, default=5, help="processes per contender")
+    parser.add_argument("--json", help="also write the raw figures to this file")
+    args = parser.parse_args()
+    if args.scenario and args.contender:
+        print(json.dumps(run_one(args.scenario, args.contender)))
+        return 0
+    raw: dict[str, list[dict[str, float]]] = {}
+    # Interleave the contenders so that background load hits them alike.
+    for _ in range(args.repeat):
+        for scenario, contenders in SCENARIOS.items():
+            if args.scenario and scenario != args.scenario:
+                continue
+            for contender in contenders:
+                key = f"{scenario}/{contender}"
+                out = subprocess.run(
+                    [sys.executable, __file__, "--scenario", scenario, "--contender", contender],
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    check=False,
+                )
+                if out.returncode != 0:
+                    print(f"{key}: FAILED\n{out.stderr}", file=sys.stderr)
+                    continue
+                raw.setdefault(key, []).append(json.loads(out.stdout.strip().splitlines()[-1]))
+    medians = {
+        key: {field: statistics.median(run[field] for run in runs) for field in runs[0]}
+        for key, runs in raw.items()
+    }
+    print(render(medians, args.repeat))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"machine": machine(), "medians": medians, "raw": raw}, fh, indent=2)
+    return 0
+
+
+def machine() -> dict[str, Any]:
+    import PySide6
+
+    return {
+        "python": platform.python_version(),
+        "pyside6": PySide6.__version__,
+        "qasync": importlib.metadata.version("qasync"),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+
+
+def render(medians: dict[str, dict[str, float]], repeat: int) -> str:
+    m = machine()
+    lines = [
+        f"Python {m['python']}, PySide6 {m['pyside6']}, qasync {m['qasync']}, "
+        f"{m['cpus']} CPUs, {m['platform']}; medians of {repeat} processes each",
+        "",
+        "| round trip | median µs | p90 µs |",
+        "|---|---|---|",
+    ]
+    for contender in SCENARIOS["roundtrip"]:
+        row = medians.get(f"roundtrip/{contender}", {})
+        lines.append(f"| {contender} | {_fmt(row, 'median_us')} | {_fmt(row, 'p90_us')} |")
+    lines += [
+        "",
+        f"| {N_BATCH} calls | total ms | worst gap of a {GAP_TIMER_MS} ms timer, ms |",
+        "|---|---|---|",
+    ]
+    for contender in SCENARIOS["batch"]:
+        row = medians.get(f"batch/{contender}", {})
+        lines.append(f"| {contender} | {_fmt(row, 'total_ms')} | {_fmt(row, 'worst_gap_ms')} |")
+    return "\n".join(lines)
+
+
+def _fmt(row: dict[str, float], field: str) -> str:
+    value = row.get(field)
+    return "-" if value is None else f"{value:.1f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
