@@ -1272,6 +1272,8 @@ class JobRegistry:
                 record.tasks.add(cast(Any, core))
         if superseded is not None:
             superseded.cancel(reason="superseded")
+        for watcher in mcore.watchers:  # views refreshing in batches (TaskTableModel)
+            watcher.append(job)
         if mcore.engine.is_gui_thread():
             self._mark_busy()
         else:

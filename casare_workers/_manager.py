@@ -183,7 +183,7 @@ class _ManagerCore:
         self.wants_finished = False
         self.samples: deque[tuple[float, dict[str, int]]] = deque()
         # Deques that receive every submitted task (item models drain them in batches).
-        self.watchers: list[deque[TaskHandle[Any]]] = []
+        self.watchers: list[deque[Any]] = []  # TaskHandles and LongJobs
         # -- long jobs (issue 3): every started LongJob, held until delivered --------------
         self.jobs = JobRegistry(self)
 
@@ -762,18 +762,18 @@ class WorkerManager(QObject):
         """
         return self._core.engine.call_in_gui_thread(fn, *args, **kwargs)
 
-    def watch_tasks(self) -> deque[TaskHandle[Any]]:
-        """Return a deque that receives every task submitted from now on.
+    def watch_tasks(self) -> deque[Any]:
+        """Return a deque that receives every task (and long job) started from now on.
 
         For views that refresh in batches (``TaskTableModel``): appending costs the
         submitter ~0.05 µs, and no signal is emitted per task.  Call
         :meth:`unwatch_tasks` when done.
         """
-        watcher: deque[TaskHandle[Any]] = deque()
+        watcher: deque[Any] = deque()
         self._core.watchers.append(watcher)
         return watcher
 
-    def unwatch_tasks(self, watcher: deque[TaskHandle[Any]]) -> None:
+    def unwatch_tasks(self, watcher: deque[Any]) -> None:
         """Stop feeding a deque returned by :meth:`watch_tasks`."""
         watchers = self._core.watchers
         if watcher in watchers:

@@ -7,8 +7,9 @@ tasks, one ``rowsRemoved`` for trimmed finished rows, one ``dataChanged`` spanni
 rows whose state or progress changed.  20 000 tasks or 200 000 progress updates cost the
 view a handful of signals.
 
-Long jobs and other work items can be shown too: anything with the
-:class:`TaskLike` attributes can be added with :meth:`TaskTableModel.add`.
+Long jobs started with the manager appear as rows too (in the ``jobs`` pool column);
+anything with the :class:`TaskLike` attributes can be added with
+:meth:`TaskTableModel.add`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QBrush, QColor
 
+from ._longjob import LongJob
 from ._manager import WorkerManager
 from ._state import TaskState
 
@@ -67,6 +69,54 @@ class TaskLike(Protocol):
     def elapsed(self) -> float: ...
 
     def cancel(self, *, reason: str = ...) -> bool: ...
+
+
+class _JobRow:
+    """A LongJob seen as a :class:`TaskLike` row (its ``progress`` is a Qt signal)."""
+
+    __slots__ = ("job",)
+    pool = "jobs"
+
+    def __init__(self, job: LongJob[Any]) -> None:
+        self.job = job
+
+    @property
+    def id(self) -> int:
+        return self.job.id
+
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+    @property
+    def state(self) -> TaskState:
+        return self.job.state
+
+    @property
+    def progress(self) -> tuple[int, int] | None:
+        return self.job.progress_value
+
+    @property
+    def status_text(self) -> str | None:
+        return self.job.status_text
+
+    @property
+    def elapsed(self) -> float:
+        return self.job.elapsed
+
+    @property
+    def error(self) -> Any:
+        return self.job.failure
+
+    @property
+    def cancel_reason(self) -> str | None:
+        return self.job.cancel_reason
+
+    def result(self, timeout: float | None = None) -> Any:
+        return self.job.get(timeout)
+
+    def cancel(self, *, reason: str = "cancelled") -> bool:
+        return self.job.cancel(reason=reason)
 
 
 class TaskTableModel(QAbstractTableModel):
@@ -134,6 +184,7 @@ class TaskTableModel(QAbstractTableModel):
         incoming = self._incoming
         if incoming:
             new = [incoming.popleft() for _ in range(len(incoming))]
+            new = [_JobRow(t) if isinstance(t, LongJob) else t for t in new]
             first = len(self._rows)
             self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
             self._rows.extend(new)
@@ -191,8 +242,9 @@ class TaskTableModel(QAbstractTableModel):
     # -- actions ------------------------------------------------------------------------
 
     def task_at(self, row: int) -> Any:
-        """The task shown in ``row``."""
-        return self._rows[row]
+        """The task (or long job) shown in ``row``."""
+        task = self._rows[row]
+        return task.job if isinstance(task, _JobRow) else task
 
     def cancel_row(self, row: int) -> bool:
         """Cancel the task in ``row``; True if that cancelled it."""
@@ -231,7 +283,7 @@ class TaskTableModel(QAbstractTableModel):
         if role == self.ProgressRole:
             return task.progress
         if role == self.TaskRole:
-            return task
+            return task.job if isinstance(task, _JobRow) else task
         if role == self.TracebackRole or (
             role == Qt.ItemDataRole.ToolTipRole and column == self.OUTCOME_COLUMN
         ):

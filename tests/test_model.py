@@ -150,3 +150,29 @@ def test_delegate_paints_bars_in_a_view(manager: WorkerManager, qtbot: Any) -> N
     assert bluish(1, 0.85)  # unknown total: a full busy bar
     assert not bluish(2, 0.2)  # no progress: a plain cell
     model.detach()
+
+
+def test_long_jobs_started_with_the_manager_get_rows(manager: WorkerManager, gate: Gate) -> None:
+    from casare_workers import JobContext, LongJob
+
+    class Index(LongJob[int]):
+        def work(self, ctx: JobContext) -> int:
+            ctx.progress(5, 10)
+            gate.wait()
+            return 10
+
+    model = TaskTableModel(manager, refresh_ms=10_000)
+    job = Index(manager=manager)
+    job.start()
+    manager.submit(abs, -1)
+    model.refresh()
+    assert model.rowCount() == 2
+    assert model.task_at(0) is job
+    assert model.index(0, model.POOL_COLUMN).data() == "jobs"
+    assert model.index(0, model.NAME_COLUMN).data().endswith("Index")
+    gate.open()
+    assert manager.wait_for_done(5)
+    model.refresh()
+    assert model.index(0, model.STATE_COLUMN).data() == "succeeded"
+    assert model.index(0, model.OUTCOME_COLUMN).data() == "10"
+    model.detach()
