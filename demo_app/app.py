@@ -20,7 +20,7 @@ from pathlib import Path
 from PySide6.QtCore import QMessageLogContext, QTimer, QtMsgType, qInstallMessageHandler
 from PySide6.QtWidgets import QApplication
 
-from casare_workers import WorkerManager
+from casare_workers import WorkerManager, attach_loop
 from demo_app.window import DemoWindow
 
 __all__ = ("SCENARIO", "main", "run_scenario")
@@ -28,9 +28,11 @@ __all__ = ("SCENARIO", "main", "run_scenario")
 #: The scripted scenario: (seconds after start, launcher key).
 SCENARIO: tuple[tuple[float, str], ...] = (
     (0.2, "io"),
-    (0.6, "map"),
-    (1.0, "cpu"),
-    (1.6, "io"),
+    (0.5, "map"),
+    (0.8, "job"),
+    (1.2, "cpu"),
+    (1.8, "async"),
+    (2.4, "io"),
 )
 
 # The offscreen platform warns about features it does not have; they do not matter here.
@@ -56,6 +58,26 @@ def run_scenario(window: DemoWindow, scenario: tuple[tuple[float, str], ...] = S
         button = window.launchers.get(key)
         if button is not None:
             QTimer.singleShot(int(at * 1000), window, button.click)
+
+
+def _run_event_loop(app: QApplication, manager: WorkerManager) -> int:
+    """Run the Qt event loop as a qasync asyncio loop (the async launcher needs one).
+
+    The manager's io pool becomes the loop's default executor (``attach_loop``), so
+    ``asyncio.to_thread`` shares the bounded pools and stops with them.
+    """
+    import asyncio
+
+    import qasync
+
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    attach_loop(loop, manager)
+    quit_event = asyncio.Event()
+    app.aboutToQuit.connect(quit_event.set)
+    with loop:
+        loop.run_until_complete(quit_event.wait())
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         QTimer.singleShot(int(args.run_for * 1000), finish)
     elif args.screenshot is not None:
         QTimer.singleShot(500, lambda: window.grab().save(str(args.screenshot)))
-    code = app.exec()
+    code = _run_event_loop(app, manager)
     report = manager.shutdown()
     if not report.clean:
         print(f"demo_app: still running at exit: {', '.join(report.still_running)}")

@@ -26,16 +26,18 @@ from PySide6.QtWidgets import (
 )
 
 from casare_workers import (
+    LongJob,
     ManagerStatistics,
     ProgressBarDelegate,
     TaskError,
     TaskTableModel,
     WorkerManager,
+    async_slot,
 )
 from demo_app.panels import PoolPanel, StallMeter
 from demo_app.ports.installer import DEMO_COMMAND, InstallerDialog
 from demo_app.ports.migration import InMemoryMigration, MigrationDialog
-from demo_app.workloads import LocalServer, count_primes, fetch, normalise
+from demo_app.workloads import IndexJob, LocalServer, count_primes, fetch, normalise
 
 __all__ = ("DemoWindow",)
 
@@ -97,6 +99,12 @@ class DemoWindow(QMainWindow):
         self.summary = QLabel("No tasks yet.", tasks)
         self.summary.setObjectName("summary")
         header.addWidget(self.summary, 1)
+        self.pause_job = QPushButton("Pause job", tasks)
+        self.pause_job.setObjectName("pause-job")
+        self.pause_job.setEnabled(False)
+        self.pause_job.clicked.connect(self.toggle_pause)
+        header.addWidget(self.pause_job)
+        self.job: LongJob[str] | None = None
         self.cancel_selected = QPushButton("Cancel selected", tasks)
         self.cancel_selected.clicked.connect(self.cancel_selected_rows)
         self.cancel_all = QPushButton("Cancel all", tasks)
@@ -147,14 +155,16 @@ class DemoWindow(QMainWindow):
 
     # -- launchers -----------------------------------------------------------------------
 
-    def _launcher_specs(self) -> list[tuple[str, str, Callable[[], None]]]:
+    def _launcher_specs(self) -> list[tuple[str, str, Callable[[], object]]]:
         return [
             ("io", "I/O burst (200)", self.launch_io_burst),
             ("cpu", "CPU batch", self.launch_cpu_batch),
             ("map", "map (20 000 items)", self.launch_map),
+            ("job", "Long job", self.launch_long_job),
             # -- long jobs (issue 3): the two ports, each in its own dialog
             ("migration", "Migration (long job)", self.launch_migration),
             ("installer", "Installer (subprocess)", self.launch_installer),
+            ("async", "Async sequence", self.launch_async_sequence),
         ]
 
     def launch_io_burst(self) -> None:
@@ -199,6 +209,61 @@ class DemoWindow(QMainWindow):
                 f"({handle.chunks} chunks)"
             ),
             context=self,
+        )
+
+    def launch_long_job(self) -> None:
+        """Start the pausable IndexJob (a LongJob on its own QThread).  GUI thread.
+
+        ``key`` makes a second click supersede the running job instead of stacking a
+        second one, and ``owner`` stops it when the window closes.
+        """
+        job = IndexJob(manager=self.manager, owner=self, key="index")
+        job.result.connect(
+            lambda digest: self.report(f"long job: digest {digest}, {job.elapsed:.1f} s")
+        )
+        job.cancelled.connect(lambda: self.report("long job: cancelled"))
+        job.finished.connect(self._job_ended)
+        self.job = job
+        self.pause_job.setEnabled(True)
+        self.pause_job.setText("Pause job")
+        job.start()
+
+    def toggle_pause(self) -> None:
+        """Pause or resume the long job at its next checkpoint.  GUI thread."""
+        job = self.job
+        if job is None:
+            return
+        if job.is_paused():
+            job.resume()
+            self.pause_job.setText("Pause job")
+        else:
+            job.pause()
+            self.pause_job.setText("Resume job")
+
+    def _job_ended(self) -> None:
+        if self.job is not None and self.job.done():
+            self.pause_job.setEnabled(False)
+            self.pause_job.setText("Pause job")
+
+    @async_slot
+    async def launch_async_sequence(self) -> None:
+        """A coroutine on the GUI loop awaiting workers step by step (qasync)."""
+        began = time.perf_counter()
+        self.report("async: fetching an index page…")
+        size = await self.manager.options(owner=self, name="async fetch").submit(
+            fetch, f"{self.server.url}/index"
+        )
+        self.report(f"async: got {size} bytes; normalising 5 000 values…")
+        values = await self.manager.options(owner=self, name="async map").map(
+            normalise, range(5_000)
+        )
+        self.report("async: counting primes on the cpu pool…")
+        primes = await self.manager.options(pool="cpu", owner=self, name="async primes").submit(
+            count_primes, PRIME_LIMIT // 2
+        )
+        self.report(
+            f"async sequence: {size} bytes, {len(values)} values, {primes} primes "
+            f"in {time.perf_counter() - began:.2f} s"
         )
 
     # -- long jobs (issue 3) -----------------------------------------------------------

@@ -19,9 +19,9 @@ import threading
 import urllib.request
 from typing import Any
 
-from casare_workers import TaskContext
+from casare_workers import JobContext, LongJob, TaskContext
 
-__all__ = ("LocalServer", "count_primes", "fetch", "normalise", "serve")
+__all__ = ("IndexJob", "LocalServer", "count_primes", "fetch", "normalise", "serve")
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -107,3 +107,21 @@ def count_primes(limit: int) -> int:
 def normalise(value: int) -> float:
     """A light per-item transformation for the 20 000-item map."""
     return (value * 2654435761 % 2**32) / 2**32
+
+
+class IndexJob(LongJob[str]):
+    """A long job: digest 400 blocks of 2 MB (hashlib releases the GIL), pausable."""
+
+    BLOCKS = 400
+
+    def work(self, ctx: JobContext) -> str:
+        """Runs on the job's own thread; pauses and cancels at each block."""
+        digest = hashlib.sha256()
+        block = bytes(2 * 1024 * 1024)
+        for i in range(self.BLOCKS):
+            ctx.checkpoint()  # waits here while paused; raises when cancelled
+            ctx.status(f"block {i + 1} of {self.BLOCKS}")
+            digest.update(block)
+            digest.update(i.to_bytes(4, "little"))
+            ctx.progress(i + 1, self.BLOCKS)
+        return digest.hexdigest()[:16]
