@@ -7,6 +7,9 @@ Layers, bottom up (one private module each):
                   GUI thread within a time budget
 * ``_task``       TaskHandle / TaskContext / TaskError: one task's state machine
 * ``_threadpool`` bounded daemon-thread pools with priorities
+* ``_processpool`` worker processes that survive crashes (``_processworker`` runs inside
+                  them; ``_remote`` holds what process and Dask pools share)
+* ``_daskpool``   a pool on a Dask cluster (optional: ``casare_workers[dask]``)
 * ``_map``        chunked ``map`` over a pool
 * ``_worker``     Worker (a QRunnable) + WorkerSignals, the pattern PySide users know
 * ``_manager``    WorkerManager: named pools, options (owner, key, timeout), statistics,
@@ -27,12 +30,15 @@ from ._errors import (  # noqa: E402
     BlockingCallError,
     BrokenBindingError,
     CasareWorkersError,
+    ClusterUnavailableError,
     ConfigurationError,
     ManagerShutdownError,
     NoApplicationError,
+    SerializationError,
     TaskCancelledError,
     TaskTimeoutError,
     UnknownPoolError,
+    WorkerCrashedError,
 )
 from ._manager import (  # noqa: E402
     ManagerStatistics,
@@ -57,6 +63,7 @@ __all__ = (
     "BlockingCallError",
     "BrokenBindingError",
     "CasareWorkersError",
+    "ClusterUnavailableError",
     "ConfigurationError",
     "DeliveryEngine",
     "ManagerShutdownError",
@@ -65,6 +72,7 @@ __all__ = (
     "NoApplicationError",
     "PoolConfig",
     "PoolStatistics",
+    "SerializationError",
     "ShutdownReport",
     "TaskCancelledError",
     "TaskContext",
@@ -75,6 +83,7 @@ __all__ = (
     "TaskTimeoutError",
     "UnknownPoolError",
     "Worker",
+    "WorkerCrashedError",
     "WorkerManager",
     "WorkerSignals",
     "default_manager",
