@@ -63,6 +63,7 @@ class PoolConfig:
         client: Dask pools: an existing synchronous ``distributed.Client`` to use
             instead of an address (the pool does not close it).
         retries: Dask pools: how many times Dask re-runs a task that raised.
+        connect_timeout: Dask pools: seconds to wait for the scheduler when connecting.
 
     Example:
         >>> WorkerManager(pools={                                   # doctest: +SKIP
@@ -79,6 +80,7 @@ class PoolConfig:
     address: str | None = None
     client: Any = None
     retries: int = 0
+    connect_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         _check_size("max_workers", self.max_workers)
@@ -117,6 +119,7 @@ class PoolConfig:
                 f"address= and client= apply to kind='dask' pools only (this pool is "
                 f"kind={self.kind!r})"
             )
+        _check_seconds("connect_timeout", self.connect_timeout, allow_zero=False)
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
             raise ConfigurationError(f"retries must be an int >= 0, got {self.retries!r}")
 

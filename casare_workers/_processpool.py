@@ -72,7 +72,7 @@ from ._errors import ManagerShutdownError, SerializationError, WorkerCrashedErro
 from ._remote import (
     apply_progress,
     attach_remote_traceback,
-    describe,
+    dump_items,
     dumps_checked,
     start_task,
 )
@@ -283,7 +283,7 @@ class ProcessPool:
             size = max(1, math.ceil(n / (self.max_workers * CHUNKS_PER_WORKER)))
         state = _MapState(dumps_checked(f"map({task.name})", task._fn, (), {}))
         jobs = [
-            _Job(task, _dump_items(task.name, items, start, size), state, start, count)
+            _Job(task, dump_items(task.name, items, start, size), state, start, count)
             for start in range(0, n, size)
             if (count := min(size, n - start))
         ]
@@ -780,24 +780,6 @@ class ProcessPool:
 
     def __repr__(self) -> str:
         return f"<ProcessPool {self.name!r} max_workers={self.max_workers}>"
-
-
-def _dump_items(name: str, items: list[Any], start: int, size: int) -> bytes:
-    part = items[start : start + size]
-    try:
-        return pickle.dumps(part, pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        for offset, item in enumerate(part):
-            try:
-                pickle.dumps(item, pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:
-                raise SerializationError(
-                    f"cannot run map({name}) in a worker process: item {start + offset} "
-                    f"({describe(item)}) cannot be pickled ({type(exc).__name__}: "
-                    f"{exc}); pass data that pickles (paths, bytes, numbers, plain "
-                    "containers) instead"
-                ) from exc
-        raise
 
 
 def _exit_description(code: int | None) -> str:

@@ -31,6 +31,7 @@ __all__ = (
     "apply_progress",
     "attach_remote_traceback",
     "describe",
+    "dump_items",
     "dumps_checked",
     "start_task",
 )
@@ -124,6 +125,32 @@ def dumps_checked(
 
 def _dumps(obj: object) -> bytes:
     return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+
+
+def dump_items(
+    name: str,
+    items: list[Any],
+    start: int,
+    size: int,
+    dumps: Callable[[object], bytes] | None = None,
+    where: str = "a worker process",
+) -> bytes:
+    """Pickle one chunk of a ``map``'s items; raise naming the item that cannot be."""
+    dump = dumps or _dumps
+    part = items[start : start + size]
+    try:
+        return dump(part)
+    except Exception:
+        for offset, item in enumerate(part):
+            try:
+                dump(item)
+            except Exception as exc:
+                raise SerializationError(
+                    f"cannot run map({name}) in {where}: item {start + offset} "
+                    f"({describe(item)}) cannot be pickled ({type(exc).__name__}: {exc}); "
+                    "pass data that pickles (paths, bytes, numbers, plain containers) instead"
+                ) from exc
+        raise
 
 
 def start_task(task: TaskHandle[Any], pool: Pool) -> bool:
