@@ -325,7 +325,11 @@ class ProcessPool:
         self._service.start()
 
     def _wake(self) -> None:
-        """Wake the service thread (any thread); at most one wake-up in flight."""
+        """Wake the service thread (any thread); at most one wake-up in flight.
+
+        Callers queue their work first, then wake: see ``_serve`` for the order that
+        makes a lost wake-up impossible.
+        """
         if self._wake_pending:
             return
         with self._wake_lock:
@@ -374,8 +378,12 @@ class ProcessPool:
                 ready = wait([wake_r, *by_conn], self._next_deadline())
                 for conn in ready:
                     if conn is wake_r:
-                        self._wake_pending = False  # before draining: see _wake
+                        # Drain first, then clear: a wake-up sent in between would be
+                        # drained with the flag still set, and no later one would be
+                        # sent.  In this order a waker either sees the flag set (its
+                        # work, queued before, is handled below) or sends a new byte.
                         _drain(wake_r)
+                        self._wake_pending = False
                     else:
                         self._read_progress(by_conn[conn])  # type: ignore[index]
                 self._handle_completions()

@@ -245,6 +245,32 @@ def test_process_handle_future_works_from_another_thread(mgr: WorkerManager, qtb
     assert results == [36]
 
 
+def test_process_many_small_tasks_from_several_threads_all_complete(mgr: WorkerManager) -> None:
+    """Wake-ups from many threads at once must never be lost (a stuck pool is a hang)."""
+    opts = mgr.options(pool="proc")
+    handles: list[TaskHandle[int]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(4, timeout=WAIT)
+
+    def submit_many(base: int) -> None:
+        start.wait()
+        for x in range(base, base + 150):
+            handle = opts.submit(tasks.square, x)
+            with lock:
+                handles.append(handle)
+
+    threads = [threading.Thread(target=submit_many, args=(i * 1000,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert len(handles) == 600
+    assert all(h.wait(WAIT) for h in handles)
+    assert sorted(h.result(0) for h in handles) == sorted(
+        x * x for i in range(4) for x in range(i * 1000, i * 1000 + 150)
+    )
+
+
 # -- cancellation and timeouts ------------------------------------------------------------
 
 
