@@ -20,6 +20,7 @@ fails that one task with a clear ``SerializationError`` instead of breaking the 
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import pickle
@@ -38,6 +39,7 @@ from ._task import TaskContext, _coerce_progress, _ProgressCallback
 
 __all__ = (
     "CHUNK_CANCELLED",
+    "NICENESS",
     "SEND_INTERVAL",
     "RemoteContext",
     "initialize",
@@ -47,6 +49,10 @@ __all__ = (
 
 #: Seconds between two progress messages from one worker (one frame at 60 Hz).
 SEND_INTERVAL = 0.016
+#: How much lower a worker's scheduling priority is than the GUI process's (POSIX
+#: ``nice``; Windows gets BELOW_NORMAL_PRIORITY_CLASS): a pool as large as the machine
+#: must not starve the window of CPU time.
+NICENESS = 5
 #: The outcome of a chunk that stopped because its map was cancelled.
 CHUNK_CANCELLED = b""
 
@@ -62,6 +68,7 @@ def initialize(channel: Connection, cancel_flag: Any) -> None:
     # Ctrl+C in a terminal reaches the whole process group: the GUI process decides
     # what happens to the work, a worker must not die half-way through a task.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _lower_priority()
     _channel = channel
     _cancel_flag = cancel_flag
     _sender = _Sender(channel)
@@ -70,6 +77,19 @@ def initialize(channel: Connection, cancel_flag: Any) -> None:
         threading.Thread(
             target=_exit_with_parent, args=(parent,), name="casare-parent-watch", daemon=True
         ).start()
+
+
+def _lower_priority() -> None:
+    try:
+        if hasattr(os, "nice"):
+            os.nice(NICENESS)
+            return
+        windll = getattr(ctypes, "windll", None)
+        if windll is not None:
+            below_normal = 0x00004000
+            windll.kernel32.SetPriorityClass(windll.kernel32.GetCurrentProcess(), below_normal)
+    except OSError:  # not allowed here: run at normal priority
+        pass
 
 
 def _exit_with_parent(parent: BaseProcess) -> None:

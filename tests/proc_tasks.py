@@ -19,9 +19,9 @@ from casare_workers import TaskContext, Worker
 WAIT = 30.0
 
 
-def child_facts() -> tuple[int, bool]:
-    """The worker's pid, and whether it inherited a QCoreApplication (it must not)."""
-    return os.getpid(), QCoreApplication.instance() is not None
+def child_facts() -> tuple[int, bool, int]:
+    """The worker's pid, whether it inherited a QCoreApplication (it must not), its nice."""
+    return os.getpid(), QCoreApplication.instance() is not None, os.nice(0)
 
 
 def square(x: int) -> int:

@@ -37,6 +37,7 @@ from casare_workers import (
     WorkerManager,
 )
 from casare_workers._processpool import ProcessPool, size_for_memory
+from casare_workers._processworker import NICENESS
 from casare_workers._remote import RemoteTraceback
 from casare_workers.pytest_plugin import assert_gui_thread, wait_for_handle
 from tests import proc_tasks as tasks
@@ -132,9 +133,10 @@ def test_process_task_runs_in_a_spawned_worker(mgr: WorkerManager) -> None:
 
     for name in ("started", "result", "finished"):
         getattr(handle.signals, name).connect(record(name))
-    pid, inherited_qt = wait_for_handle(handle, WAIT)
+    pid, inherited_qt, niceness = wait_for_handle(handle, WAIT)
     assert pid != os.getpid()
     assert not inherited_qt  # spawn: a fresh interpreter, no copied Qt state
+    assert niceness == min(19, os.nice(0) + NICENESS)  # the GUI process wins the CPU
     assert events == ["started", "result", "finished"]
     assert proc_pool(mgr, "kill").worker_pids() == [pid]
 
