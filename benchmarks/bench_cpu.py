@@ -4,6 +4,7 @@ Run (each contender and workload in its own fresh process, same machine, same ru
 
     python benchmarks/bench_cpu.py                  # all contenders, a Markdown table
     python benchmarks/bench_cpu.py --repeat 7 --json out.json
+    python benchmarks/bench_cpu.py --merge run1.json run2.json run3.json   # medians of runs
 
 Workloads (one batch = ``TASKS`` tasks of ~40 ms each on the reference machine):
     python   pure-Python arithmetic: holds the GIL the whole time
@@ -226,7 +227,11 @@ def main() -> int:
     parser.add_argument("--workload", choices=sorted(WORKLOADS))
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", help="also write the raw figures to this file")
+    parser.add_argument("--merge", nargs="+", help="print the median table of saved --json runs")
     args = parser.parse_args()
+    if args.merge:
+        print(render(merge(args.merge), runs=len(args.merge)))
+        return 0
     if args.contender and args.workload:
         print(json.dumps(run_one(args.contender, args.workload, args.repeat)))
         return 0
@@ -272,11 +277,29 @@ def machine() -> dict[str, Any]:
     }
 
 
-def render(results: dict[str, dict[str, Any]]) -> str:
+def merge(paths: list[str]) -> dict[str, dict[str, Any]]:
+    """The median of each figure over several saved runs."""
+    runs = []
+    for path in paths:
+        with open(path) as fh:
+            runs.append(json.load(fh)["results"])
+    merged: dict[str, dict[str, Any]] = {}
+    for key in runs[0]:
+        cells = [run[key] for run in runs if "wall_s" in run.get(key, {})]
+        if cells:
+            merged[key] = {
+                field: statistics.median(cell[field] for cell in cells)
+                for field in ("wall_s", "worst_gap_ms", "median_gap_ms")
+            }
+    return merged
+
+
+def render(results: dict[str, dict[str, Any]], runs: int = 1) -> str:
     m = machine()
     lines = [
         f"Python {m['python']}, PySide6 {m['pyside6']}, {m['cpus']} CPUs, {m['platform']}; "
-        f"{TASKS} tasks per batch, {WORKERS} workers",
+        f"{TASKS} tasks per batch, {WORKERS} workers"
+        + (f"; median of {runs} runs" if runs > 1 else ""),
         "",
         "| workload | contender | batch s (median) | speed-up vs serial | vs threads "
         "| GUI worst gap ms | GUI median gap ms |",

@@ -481,6 +481,10 @@ class DaskPool:
             task.cancel("shutdown")
         if running:
             self._signal_ended()
+            # A scheduler that is gone never reports these cancellations back: forget
+            # them, so that shutting down cannot wait for it.
+            with self._cv:
+                self._inflight.clear()
         while True:
             with self._cv:
                 if (
