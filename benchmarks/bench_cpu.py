@@ -13,7 +13,8 @@ Workloads (one batch = ``TASKS`` tasks of ~40 ms each on the reference machine):
 Contenders (``WORKERS`` = the number of CPUs, the same for everyone):
     serial        the batch in one loop, off the GUI thread (the reference)
     threads       casare_workers thread pool
-    process       casare_workers process pool
+    process       casare_workers process pool, one submit per task
+    process_map   casare_workers process pool, one map over the batch (chunked, pipelined)
     bare_ppe      concurrent.futures.ProcessPoolExecutor (spawn), submit + result
     dask          casare_workers Dask pool on a local Dask cluster (worker processes)
 
@@ -141,7 +142,9 @@ def make_serial(fn: Callable[[int], object], arg: int) -> Batch:
     return batch, lambda: None
 
 
-def make_manager_contender(kind: str, fn: Callable[[int], object], arg: int) -> Batch:
+def make_manager_contender(
+    kind: str, fn: Callable[[int], object], arg: int, use_map: bool = False
+) -> Batch:
     from casare_workers import PoolConfig, WorkerManager
 
     cluster: Any = None
@@ -161,7 +164,10 @@ def make_manager_contender(kind: str, fn: Callable[[int], object], arg: int) -> 
     opts = manager.options(pool="bench")
 
     def batch() -> None:
-        handles = [opts.submit(fn, arg) for _ in range(TASKS)]
+        if use_map:
+            handles: list[Any] = [opts.map(fn, [arg] * TASKS)]
+        else:
+            handles = [opts.submit(fn, arg) for _ in range(TASKS)]
         wait_on_gui(manager.is_idle)
         for handle in handles:
             handle.result(0)
@@ -198,8 +204,8 @@ def run_one(contender: str, workload: str, repeat: int) -> dict[str, Any]:
     elif contender == "bare_ppe":
         batch, close = make_bare_ppe(fn, arg)
     else:
-        kind = {"threads": "thread", "process": "process", "dask": "dask"}[contender]
-        batch, close = make_manager_contender(kind, fn, arg)
+        kind = {"threads": "thread", "process_map": "process"}.get(contender, contender)
+        batch, close = make_manager_contender(kind, fn, arg, use_map=contender == "process_map")
     gaps = GapTimer()
     walls = []
     gaps.start()
@@ -218,7 +224,7 @@ def run_one(contender: str, workload: str, repeat: int) -> dict[str, Any]:
     }
 
 
-CONTENDERS = ("serial", "threads", "process", "bare_ppe", "dask")
+CONTENDERS = ("serial", "threads", "process", "process_map", "bare_ppe", "dask")
 
 
 def main() -> int:

@@ -85,7 +85,7 @@ if TYPE_CHECKING:
     from ._map import MapHandle
     from ._task import TaskHandle
 
-__all__ = ("CHUNKS_PER_WORKER", "ProcessPool", "available_memory", "size_for_memory")
+__all__ = ("CHUNKS_PER_WORKER", "PIPELINE", "ProcessPool", "available_memory", "size_for_memory")
 
 logger = logging.getLogger("casare_workers")
 
@@ -96,6 +96,11 @@ _SUCCEEDED, _FAILED = TaskState.SUCCEEDED, TaskState.FAILED
 #: is given: few enough that pickling and the round trip are paid a handful of times,
 #: enough that the workers finish together (the classic ``multiprocessing.Pool`` rule).
 CHUNKS_PER_WORKER = 4
+#: Jobs handed to one worker process at once: the one it runs, and (chunks of the
+#: same ``map`` only) the next one, waiting in its pipe.  The worker goes from one to
+#: the next without waiting for this process; a crash fails only the one it was
+#: running (it says which, in shared memory), the other one is put back in the queue.
+PIPELINE = 2
 #: Seconds ``join`` waits for killed processes after its deadline.
 KILL_WAIT = 5.0
 
@@ -142,25 +147,82 @@ class _MapState:
         self.running: set[_Job] = set()
 
 
+class _Worker:
+    """One worker process: its single-process executor and what it shares with us."""
+
+    __slots__ = (
+        "child_conn",
+        "conn",
+        "executor",
+        "flag",
+        "how",
+        "kill_reason",
+        "killed",
+        "process",
+        "retired",
+        "running",
+    )
+
+    def __init__(
+        self,
+        executor: ProcessPoolExecutor,
+        conn: Connection,
+        child_conn: Connection,
+        flag: Any,
+        running: Any,
+    ) -> None:
+        self.executor = executor
+        self.conn: Connection | None = conn
+        self.child_conn: Connection | None = child_conn
+        self.flag = flag  # shared: the id of a task to cancel (written here, read there)
+        self.running = running  # shared: the seq of the job it runs (written there)
+        self.process: BaseProcess | None = None
+        self.killed = False
+        self.kill_reason = "cancelled"
+        self.retired = False
+        self.how = "(not started)"
+
+
 class _Job:
     """One call to ship to a worker: a whole task, or one chunk of a ``map``."""
 
-    __slots__ = ("count", "map", "partial", "payload", "start", "task")
+    __slots__ = (
+        "begun",
+        "count",
+        "map",
+        "order",
+        "partial",
+        "payload",
+        "priority",
+        "seq",
+        "signalled",
+        "start",
+        "task",
+        "worker",
+    )
 
     def __init__(
         self,
         task: TaskHandle[Any],
         payload: bytes,
+        priority: int,
+        order: int,
         map_state: _MapState | None = None,
         start: int = 0,
         count: int = 0,
     ) -> None:
         self.task = task
         self.payload = payload
+        self.priority = priority
+        self.order = order  # its place in the queue, kept if it is put back
         self.map = map_state
         self.start = start
         self.count = count
         self.partial = 0
+        self.seq = 0
+        self.begun = False
+        self.signalled = False
+        self.worker: _Worker | None = None
 
     def describe(self) -> str:
         if self.map is None:
@@ -170,40 +232,22 @@ class _Job:
 
 
 class _Slot:
-    """One worker process (one single-process executor) and the job it runs.
+    """A place for one worker process and the (at most PIPELINE) jobs handed to it.
 
     Owned by the service thread; the fields read by ``statistics`` from other threads
     are written with the pool's lock held.
     """
 
-    __slots__ = (
-        "child_conn",
-        "conn",
-        "executor",
-        "flag",
-        "future",
-        "idle_since",
-        "job",
-        "kill_at",
-        "kill_reason",
-        "killed",
-        "process",
-        "signalled",
-    )
+    __slots__ = ("idle_since", "jobs", "kill_at", "worker")
 
     def __init__(self) -> None:
-        self.executor: ProcessPoolExecutor | None = None
-        self.process: BaseProcess | None = None
-        self.conn: Connection | None = None
-        self.child_conn: Connection | None = None
-        self.flag: Any = None
-        self.job: _Job | None = None
-        self.future: Future[bytes] | None = None
-        self.signalled = False
+        self.worker: _Worker | None = None
+        self.jobs: list[_Job] = []
         self.kill_at: float | None = None
-        self.killed = False
-        self.kill_reason = "cancelled"
         self.idle_since = 0.0
+
+    def abandoned(self) -> list[_Job]:
+        return [job for job in self.jobs if job.task._finished]
 
 
 class ProcessPool:
@@ -268,7 +312,7 @@ class ProcessPool:
         payload = dumps_checked(task.name, task._fn, task._args or (), task._kwargs or {})
         with self.lock:
             self._register(task)
-            heapq.heappush(self._heap, (-priority, next(self._seq), _Job(task, payload)))
+            self._push(_Job(task, payload, priority, next(self._seq)))
             self._ensure_service()
         self._wake()
 
@@ -282,8 +326,9 @@ class ProcessPool:
         else:
             size = max(1, math.ceil(n / (self.max_workers * CHUNKS_PER_WORKER)))
         state = _MapState(dumps_checked(f"map({task.name})", task._fn, (), {}))
+        name = task.name
         jobs = [
-            _Job(task, dump_items(task.name, items, start, size), state, start, count)
+            _Job(task, dump_items(name, items, start, size), priority, 0, state, start, count)
             for start in range(0, n, size)
             if (count := min(size, n - start))
         ]
@@ -291,7 +336,8 @@ class ProcessPool:
             self._register(task)
             task._chunks = len(jobs)
             for job in jobs:
-                heapq.heappush(self._heap, (-priority, next(self._seq), job))
+                job.order = next(self._seq)
+                self._push(job)
             if jobs:
                 self._ensure_service()
         if not jobs:
@@ -299,6 +345,10 @@ class ProcessPool:
             task._settle(_SUCCEEDED, [], None)
             return
         self._wake()
+
+    def _push(self, job: _Job) -> None:
+        # Called with the lock held.
+        heapq.heappush(self._heap, (-job.priority, job.order, job))
 
     def _check_accepting(self) -> None:
         if not self._accepting:
@@ -374,7 +424,11 @@ class ProcessPool:
         assert wake_r is not None
         try:
             while True:
-                by_conn = {slot.conn: slot for slot in self._slots if slot.conn is not None}
+                by_conn = {
+                    slot.worker.conn: slot
+                    for slot in self._slots
+                    if slot.worker is not None and slot.worker.conn is not None
+                }
                 ready = wait([wake_r, *by_conn], self._next_deadline())
                 for conn in ready:
                     if conn is wake_r:
@@ -404,29 +458,32 @@ class ProcessPool:
         deadlines += [
             slot.idle_since + self._idle_timeout
             for slot in self._slots
-            if slot.executor is not None and slot.job is None
+            if slot.worker is not None and not slot.jobs
         ]
         return max(0.0, min(deadlines) - now) if deadlines else None
 
     def _read_progress(self, slot: _Slot) -> None:
-        conn = slot.conn
+        worker = slot.worker
+        assert worker is not None
+        conn = worker.conn
         assert conn is not None
         try:
             while conn.poll(0):
-                task_id, _chunk, progress, status = conn.recv()
-                job = slot.job
-                if job is None or job.task.id != task_id:
-                    continue  # a late message of a job that has ended
-                if job.map is None:
-                    apply_progress(job.task, progress, status)
-                    continue
-                job.partial = progress[0] if progress is not None else 0
-                self._map_progress(job.task, job.map)
+                task_id, chunk, progress, status = conn.recv()
+                for job in slot.jobs:
+                    if job.task.id != task_id or (job.map is not None and job.start != chunk):
+                        continue
+                    if job.map is None:
+                        apply_progress(job.task, progress, status)
+                    else:
+                        job.partial = progress[0] if progress is not None else 0
+                        self._map_progress(job.task, job.map)
+                    break
         except Exception:
             # The process died mid-message (its executor reports the crash) or sent
             # garbage: stop listening to it.
             _close(conn)
-            slot.conn = None
+            worker.conn = None
 
     def _map_progress(self, task: TaskHandle[Any], state: _MapState) -> None:
         total = task._n  # type: ignore[attr-defined]
@@ -441,31 +498,41 @@ class ProcessPool:
     def _handle_completions(self) -> None:
         while self._completions:
             slot, job, future = self._completions.popleft()
+            with self.lock:
+                if job in slot.jobs:
+                    slot.jobs.remove(job)
+                if not slot.jobs:
+                    slot.idle_since = time.monotonic()
+                if not slot.abandoned():
+                    slot.kill_at = None
+            if job.map is not None:
+                job.map.running.discard(job)
             if future.cancelled():  # only when the executor itself was shut down
                 job.task.cancel("shutdown")
                 continue
             exc = future.exception()
-            crashed = isinstance(exc, BrokenProcessPool)
-            killed, reason = slot.killed, slot.kill_reason
-            with self.lock:
-                slot.job = None
-                slot.future = None
-                slot.signalled = False
-                slot.kill_at = None
-                slot.killed = False
-                slot.idle_since = time.monotonic()
-            if job.map is not None:
-                job.map.running.discard(job)
-            if crashed:
-                how = self._retire(slot, restart=True)
-                if killed:
-                    job.task.cancel(reason)  # no-op unless shutdown killed it mid-task
+            worker = job.worker
+            if isinstance(exc, BrokenProcessPool) and worker is not None:
+                how = self._retire(slot, worker, restart=True)
+                if worker.running.value != job.seq:
+                    # Handed to the process but never started: put it back, in its place.
+                    self._requeue(job)
+                elif worker.killed:
+                    job.task.cancel(worker.kill_reason)  # no-op unless shutdown killed it
                 else:
                     self._fail(job, self._crash_error(job, how, exc))
-            elif exc is not None:  # our call could not even be sent: fail, keep the slot
+            elif exc is not None:  # our call could not even be sent
                 self._fail(job, exc)
             else:
                 self._finish(job, future.result())
+
+    def _requeue(self, job: _Job) -> None:
+        if job.task._finished:
+            return
+        job.worker = None
+        job.signalled = False
+        with self.lock:
+            self._push(job)
 
     def _crash_error(self, job: _Job, how: str, cause: BaseException | None) -> BaseException:
         error = WorkerCrashedError(
@@ -480,8 +547,8 @@ class ProcessPool:
 
     def _finish(self, job: _Job, data: bytes) -> None:
         task = job.task
-        if data == _processworker.CHUNK_CANCELLED:
-            return  # the chunk saw its map cancelled; the map has ended already
+        if data == _processworker.SKIPPED:
+            return  # the worker saw the task cancelled; it has ended already
         try:
             ok, value, text, progress, status = pickle.loads(data)
         except Exception as exc:
@@ -516,47 +583,92 @@ class ProcessPool:
         job.task._settle(_FAILED, None, exc)
 
     def _signal_ended(self) -> None:
-        """Ask processes whose task ended meanwhile (cancel, timeout) to stop."""
+        """Tell workers about jobs whose task ended here (cancel, timeout, owner gone).
+
+        Every such job is sent its task id over the pipe (a job that has not started
+        yet skips itself; ``ctx.wait`` wakes up); the one a process is running also
+        gets the shared flag (``ctx.cancelled``), and ``cancel_grace`` to return.
+        """
         now = time.monotonic()
         for slot in self._slots:
-            job = slot.job
-            if job is None or slot.signalled or not job.task._finished:
+            worker = slot.worker
+            if worker is None:
                 continue
-            slot.signalled = True
-            slot.kill_at = now + self.cancel_grace
-            slot.flag.value = job.task.id
-            conn = slot.conn
-            if conn is not None:
-                try:
-                    conn.send_bytes(b"")  # wakes ctx.wait in the child
-                except (OSError, ValueError):
-                    pass
+            for job in slot.abandoned():
+                if worker.running.value == job.seq:
+                    worker.flag.value = job.task.id
+                if job.signalled:
+                    continue
+                job.signalled = True
+                if slot.kill_at is None:
+                    slot.kill_at = now + self.cancel_grace
+                conn = worker.conn
+                if conn is not None:
+                    try:
+                        conn.send_bytes(str(job.task.id).encode())
+                    except (OSError, ValueError):
+                        pass
 
     def _handle_deadlines(self) -> None:
         now = time.monotonic()
         for slot in self._slots:
-            if slot.job is not None:
+            worker = slot.worker
+            if slot.jobs and worker is not None:
                 if self._abort:
-                    self._kill(slot, "shutdown")
+                    self._kill(worker, "shutdown")
                 elif slot.kill_at is not None and slot.kill_at <= now:
-                    slot.kill_at = None
-                    self._kill(slot, "cancelled")
-            elif slot.executor is not None and (
-                slot.idle_since + self._idle_timeout <= now or (self._stopping and not self._heap)
+                    running = worker.running.value
+                    if any(job.seq == running for job in slot.abandoned()):
+                        slot.kill_at = None
+                        self._kill(worker, "cancelled")
+                    elif slot.abandoned():  # still waiting behind a live job: look again
+                        slot.kill_at = now + self.cancel_grace
+                    else:
+                        slot.kill_at = None
+            elif (
+                worker is not None
+                and not slot.jobs
+                and (
+                    slot.idle_since + self._idle_timeout <= now
+                    or (self._stopping and not self._heap)
+                )
             ):
-                self._retire(slot, restart=False)  # idle too long: free the memory
+                self._retire(slot, worker, restart=False)  # idle too long: free the memory
 
-    def _kill(self, slot: _Slot, reason: str) -> None:
-        # Any thread.  The executor then fails the job's future with BrokenProcessPool.
-        process = slot.process
-        if process is None or slot.killed:
+    def _kill(self, worker: _Worker, reason: str) -> None:
+        # Any thread.  The executor then fails the worker's futures (BrokenProcessPool).
+        process = worker.process
+        if process is None or worker.killed:
             return
-        slot.killed = True
-        slot.kill_reason = reason
+        worker.killed = True
+        worker.kill_reason = reason
         try:
             process.kill()
         except (OSError, ValueError, AttributeError):
             pass
+
+    def _pick_slot(self, job: _Job) -> _Slot | None:
+        # Called with the lock held: an idle slot first.  Else a map chunk may wait in
+        # the pipe of a worker busy with a chunk of the same map: that worker goes on
+        # to it without a hand-off through this process (which, on a saturated
+        # machine, costs a scheduling delay per chunk).  Never an independent task:
+        # it would be stuck behind a long task while another worker falls idle.
+        for slot in self._slots:
+            if not slot.jobs:
+                return slot
+        if job.map is None:
+            return None
+        for slot in self._slots:
+            worker = slot.worker
+            if (
+                len(slot.jobs) < PIPELINE
+                and worker is not None
+                and not worker.killed
+                and all(other.task is job.task for other in slot.jobs)
+                and not slot.abandoned()
+            ):
+                return slot
+        return None
 
     def _dispatch(self) -> None:
         with self.lock:
@@ -569,8 +681,10 @@ class ProcessPool:
             job.task.cancel("shutdown")
         while True:
             with self.lock:
-                slot = next((s for s in self._slots if s.job is None), None)
-                if slot is None or not self._heap:
+                if not self._heap:
+                    return
+                slot = self._pick_slot(self._heap[0][2])
+                if slot is None:
                     return
                 job = heapq.heappop(self._heap)[2]
             if self._start(job):
@@ -579,10 +693,12 @@ class ProcessPool:
     def _start(self, job: _Job) -> bool:
         task = job.task
         state = job.map
-        if state is not None and state.started:
+        if job.begun or (state is not None and state.started):
+            job.begun = True
             return not task._finished
         if not start_task(task, self):
             return False
+        job.begun = True
         if state is not None:
             state.started = True
         task.add_done_callback(self._task_done)
@@ -597,22 +713,28 @@ class ProcessPool:
     def _run_on(self, slot: _Slot, job: _Job) -> None:
         task = job.task
         for attempt in (1, 2):
-            if slot.executor is None:
+            worker = slot.worker
+            if worker is None:
                 try:
-                    self._open(slot)
+                    worker = self._open(slot)
                 except Exception as exc:
                     self._fail(job, exc)
                     return
-            executor = slot.executor
-            assert executor is not None
+            job.seq = next(self._seq)
             try:
                 if job.map is None:
-                    future = executor.submit(
-                        _processworker.run_call, task.id, task.name, task._ctx_mode, job.payload
+                    future = worker.executor.submit(
+                        _processworker.run_call,
+                        job.seq,
+                        task.id,
+                        task.name,
+                        task._ctx_mode,
+                        job.payload,
                     )
                 else:
-                    future = executor.submit(
+                    future = worker.executor.submit(
                         _processworker.run_chunk,
+                        job.seq,
                         task.id,
                         task.name,
                         job.start,
@@ -620,74 +742,78 @@ class ProcessPool:
                         job.payload,
                     )
             except BrokenProcessPool:
-                # The idle process died since its last job: replace it and try again.
-                self._retire(slot, restart=True)
+                # The process died since its last job: replace it and try again.
+                self._retire(slot, worker, restart=True)
                 if attempt == 2:
                     self._fail(job, WorkerCrashedError("could not start a worker process"))
                     return
                 continue
             except Exception as exc:  # e.g. the OS refused a new process
-                self._retire(slot, restart=False)
+                self._retire(slot, worker, restart=False)
                 self._fail(job, exc)
                 return
             break
-        if slot.process is None:
-            processes = getattr(executor, "_processes", None) or {}
-            slot.process = next(iter(processes.values()), None)
+        assert worker is not None
+        if worker.process is None:
+            processes = getattr(worker.executor, "_processes", None) or {}
+            worker.process = next(iter(processes.values()), None)
+        job.worker = worker
         with self.lock:
-            slot.job = job
-            slot.future = future
+            slot.jobs.append(job)
         if job.map is not None:
             job.map.running.add(job)
         future.add_done_callback(lambda f: self._completed(slot, job, f))
 
-    def _open(self, slot: _Slot) -> None:
+    def _open(self, slot: _Slot) -> _Worker:
         parent, child = _SPAWN.Pipe(duplex=True)
         flag = _SPAWN.RawValue("q", 0)
+        running = _SPAWN.RawValue("q", 0)
         executor = ProcessPoolExecutor(
             1,
             mp_context=_SPAWN,
             initializer=_processworker.initialize,
-            initargs=(child, flag),
+            initargs=(child, flag, running),
         )
+        worker = _Worker(executor, parent, child, flag, running)
         with self.lock:
-            slot.executor = executor
-            slot.conn = parent
-            slot.child_conn = child
-            slot.flag = flag
-            slot.process = None
+            slot.worker = worker
             slot.idle_since = time.monotonic()
+        return worker
 
-    def _retire(self, slot: _Slot, *, restart: bool) -> str:
-        """Shut a slot's executor down; return how its process ended (for messages)."""
-        executor, process = slot.executor, slot.process
+    def _retire(self, slot: _Slot, worker: _Worker, *, restart: bool) -> str:
+        """Shut a worker's executor down (once); return how its process ended."""
+        if worker.retired:
+            return worker.how
+        worker.retired = True
         with self.lock:
-            slot.executor = None
-            slot.process = None
+            if slot.worker is worker:
+                slot.worker = None
             if restart:
                 self._restarts += 1
-        for conn in (slot.conn, slot.child_conn):
+        for conn in (worker.conn, worker.child_conn):
             if conn is not None:
                 _close(conn)
-        slot.conn = slot.child_conn = None
-        if executor is not None:
-            # Joins the executor's management thread, which has joined the process:
-            # quick for a dead process and for an idle one (it exits on the sentinel).
-            executor.shutdown(wait=True, cancel_futures=True)
-        if process is None:
-            return "(not started)"
-        return f"(pid {process.pid}) {_exit_description(process.exitcode)}"
+        worker.conn = worker.child_conn = None
+        # Joins the executor's management thread, which has joined the process: quick
+        # for a dead process and for an idle one (it exits on the sentinel).
+        worker.executor.shutdown(wait=True, cancel_futures=True)
+        process = worker.process
+        if process is not None:
+            worker.how = f"(pid {process.pid}) {_exit_description(process.exitcode)}"
+        return worker.how
 
     def _drained(self) -> bool:
         with self.lock:
-            return not self._heap and all(slot.job is None for slot in self._slots)
+            return not self._heap and all(not slot.jobs for slot in self._slots)
 
     def _close_everything(self) -> None:
         for slot in self._slots:
-            if slot.job is not None:  # only after a failure of the service thread itself
-                self._kill(slot, "shutdown")
-            if slot.executor is not None:
-                self._retire(slot, restart=False)
+            worker = slot.worker
+            if worker is None:
+                continue
+            if slot.jobs:  # only after a failure of the service thread itself
+                self._kill(worker, "shutdown")
+            self._retire(slot, worker, restart=False)
         with self._wake_lock:
             for conn in (self._wake_r, self._wake_w):
                 if conn is not None:
@@ -699,14 +825,14 @@ class ProcessPool:
     def statistics(self) -> PoolStatistics:
         """Return a consistent snapshot of the counters."""
         with self.lock:
-            busy = [slot.job for slot in self._slots if slot.job is not None]
+            busy = [slot for slot in self._slots if slot.jobs]
             return PoolStatistics(
                 name=self.name,
                 kind=self.kind,
                 max_workers=self.max_workers,
-                workers=sum(1 for slot in self._slots if slot.executor is not None),
+                workers=sum(1 for slot in self._slots if slot.worker is not None),
                 busy=len(busy),
-                abandoned=sum(1 for job in busy if job.task._finished),
+                abandoned=sum(1 for slot in busy if slot.abandoned()),
                 queued=self._queued,
                 running=self._running,
                 submitted=self._submitted,
@@ -726,9 +852,9 @@ class ProcessPool:
             return list(seen.values())
 
     def still_running(self) -> list[str]:
-        """Names of the tasks whose worker process is still busy."""
+        """Names of the tasks handed to a worker process that is still busy."""
         with self.lock:
-            return [job.task.name for slot in self._slots if (job := slot.job) is not None]
+            return [job.task.name for slot in self._slots for job in slot.jobs]
 
     def threads(self) -> list[threading.Thread]:
         """The pool's own live thread (the executors' threads end before it does)."""
@@ -739,9 +865,11 @@ class ProcessPool:
         """Process ids of the live worker processes (for tests and diagnostics)."""
         with self.lock:
             return [
-                slot.process.pid
+                worker.process.pid
                 for slot in self._slots
-                if slot.process is not None and slot.process.pid is not None
+                if (worker := slot.worker) is not None
+                and worker.process is not None
+                and worker.process.pid is not None
             ]
 
     # -- shutting down ----------------------------------------------------------------------
@@ -780,10 +908,10 @@ class ProcessPool:
             self._accepting = False
             self._stopping = True
             self._abort = True
-            slots = list(self._slots)
-        for slot in slots:
-            if slot.job is not None:
-                self._kill(slot, reason)
+            busy = [slot.worker for slot in self._slots if slot.jobs]
+        for worker in busy:
+            if worker is not None:
+                self._kill(worker, reason)
         self._wake()
 
     def __repr__(self) -> str:

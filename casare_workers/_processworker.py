@@ -1,16 +1,21 @@
 """What runs inside each worker process of a :class:`~casare_workers._processpool.ProcessPool`.
 
 Each worker process is the single process of its own ``ProcessPoolExecutor`` and runs
-one call at a time.  Besides the executor's own call and result queues it shares two
-things with the GUI process, handed over when it is spawned (:func:`initialize`):
+one call at a time (the next one may already wait in its pipe).  Besides the
+executor's own call and result queues it shares three things with the GUI process,
+handed over when it is spawned (:func:`initialize`):
 
 * ``channel``: a duplex pipe.  Child -> parent: coalesced progress and status, at most
   one message per :data:`SEND_INTERVAL`, sent by a small daemon thread so that
-  ``ctx.progress`` itself costs a few attribute stores.  Parent -> child: empty
-  wake-up messages that interrupt ``ctx.wait``.
-* ``cancel_flag``: a shared 64-bit integer.  The parent writes the id of a task it
-  cancels there; ``ctx.cancelled`` is one shared-memory read (no system call), so
-  functions may check it in tight loops.
+  ``ctx.progress`` itself costs a few attribute stores.  Parent -> child: the ids of
+  cancelled tasks; they wake ``ctx.wait``, and a call whose task was cancelled before
+  it started is skipped.
+* ``cancel_flag``: a shared 64-bit integer.  The parent writes the id of the running
+  task when it cancels it; ``ctx.cancelled`` is one shared-memory read (no system
+  call), so functions may check it in tight loops.
+* ``running``: a shared 64-bit integer where the worker writes the sequence number of
+  the call it starts, so that after a crash the parent knows which call died with the
+  process and which one had not started yet (that one is queued again, not failed).
 
 Everything a call produces (its value or its exception, plus the final progress and
 status) is pickled here into one ``bytes`` object, so the executor only ever carries
@@ -38,9 +43,9 @@ from ._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK
 from ._task import TaskContext, _coerce_progress, _ProgressCallback
 
 __all__ = (
-    "CHUNK_CANCELLED",
     "NICENESS",
     "SEND_INTERVAL",
+    "SKIPPED",
     "RemoteContext",
     "initialize",
     "run_call",
@@ -53,24 +58,28 @@ SEND_INTERVAL = 0.016
 #: ``nice``; Windows gets BELOW_NORMAL_PRIORITY_CLASS): a pool as large as the machine
 #: must not starve the window of CPU time.
 NICENESS = 5
-#: The outcome of a chunk that stopped because its map was cancelled.
-CHUNK_CANCELLED = b""
+#: The outcome of a call whose task was cancelled before it started (or of a map chunk
+#: that stopped between two items because its map was cancelled).
+SKIPPED = b""
 
 _channel: Connection | None = None
 _cancel_flag: Any = None  # a multiprocessing RawValue('q'), shared with the parent
+_running: Any = None  # ditto: the sequence number of the call being run
+_cancelled_ids: set[int] = set()  # tasks the parent said were cancelled
 _sender: _Sender | None = None
 _recv_lock = threading.Lock()
 
 
-def initialize(channel: Connection, cancel_flag: Any) -> None:
+def initialize(channel: Connection, cancel_flag: Any, running: Any) -> None:
     """Set the worker process up (the executor's initializer; runs once per process)."""
-    global _channel, _cancel_flag, _sender
+    global _channel, _cancel_flag, _running, _sender
     # Ctrl+C in a terminal reaches the whole process group: the GUI process decides
     # what happens to the work, a worker must not die half-way through a task.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _lower_priority()
     _channel = channel
     _cancel_flag = cancel_flag
+    _running = running
     _sender = _Sender(channel)
     parent = multiprocessing.parent_process()
     if parent is not None:
@@ -183,7 +192,9 @@ class RemoteContext(TaskContext):
     def cancelled(self) -> bool:
         """True once the task was cancelled, timed out or shut down in the GUI process."""
         flag = _cancel_flag
-        return flag is not None and flag.value == self._task_id
+        return (flag is not None and flag.value == self._task_id) or (
+            self._task_id in _cancelled_ids
+        )
 
     def raise_if_cancelled(self) -> None:
         """Raise ``TaskCancelledError`` if :attr:`cancelled`."""
@@ -228,19 +239,29 @@ def _mark(ctx: RemoteContext) -> None:
 
 
 def _drain(channel: Connection) -> None:
+    # Called with _recv_lock held: record the cancelled task ids the parent sent.
     try:
         while channel.poll(0):
-            channel.recv_bytes()
-    except (EOFError, OSError):
+            data = channel.recv_bytes()
+            if data:
+                _cancelled_ids.add(int(data))
+    except (EOFError, OSError, ValueError):
         pass
 
 
-def _begin() -> None:
-    # Wake-ups meant for an earlier task must not cut this one's ctx.wait short.
+def _begin(seq: int, task_id: int) -> bool:
+    """Mark call ``seq`` as started; False if its task was cancelled meanwhile."""
+    running = _running
+    if running is not None:
+        running.value = seq  # before anything that could crash
     channel = _channel
     if channel is not None:
         with _recv_lock:
+            if len(_cancelled_ids) > 1024:  # ids of long-finished tasks
+                _cancelled_ids.clear()
             _drain(channel)
+    flag = _cancel_flag
+    return task_id not in _cancelled_ids and not (flag is not None and flag.value == task_id)
 
 
 def _load(payload: bytes, name: str) -> Any:
@@ -290,9 +311,10 @@ def _pack_error(exc: BaseException, ctx: RemoteContext | None, name: str) -> byt
         return pickle.dumps((False, stand_in, text, progress, status), pickle.HIGHEST_PROTOCOL)
 
 
-def run_call(task_id: int, name: str, mode: int, payload: bytes) -> bytes:
+def run_call(seq: int, task_id: int, name: str, mode: int, payload: bytes) -> bytes:
     """Run one task in this worker process; return its pickled outcome."""
-    _begin()
+    if not _begin(seq, task_id):
+        return SKIPPED
     ctx: RemoteContext | None = None
     try:
         fn, args, kwargs = _load(payload, name)
@@ -309,9 +331,12 @@ def run_call(task_id: int, name: str, mode: int, payload: bytes) -> bytes:
     return _pack_result(value, ctx, name)
 
 
-def run_chunk(task_id: int, name: str, start: int, fn_payload: bytes, items: bytes) -> bytes:
+def run_chunk(
+    seq: int, task_id: int, name: str, start: int, fn_payload: bytes, items: bytes
+) -> bytes:
     """Run ``fn`` over one chunk of a ``map``; progress counts the items done here."""
-    _begin()
+    if not _begin(seq, task_id):
+        return SKIPPED
     ctx = RemoteContext(task_id, name, start)
     try:
         fn: Callable[[Any], Any] = _load(fn_payload, name)[0]  # pickled as (fn, (), {})
@@ -322,8 +347,8 @@ def run_chunk(task_id: int, name: str, start: int, fn_payload: bytes, items: byt
     flag = _cancel_flag
     results = []
     for offset, item in enumerate(chunk):
-        if flag is not None and flag.value == task_id:
-            return CHUNK_CANCELLED
+        if (flag is not None and flag.value == task_id) or task_id in _cancelled_ids:
+            return SKIPPED
         try:
             results.append(fn(item))
         except BaseException as exc:

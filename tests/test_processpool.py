@@ -321,10 +321,12 @@ def test_process_map_cancel_stops_between_items(
     restarts = stats(mgr).restarts
     gate = tmp_path / "gate"
     items = [str(gate)] * 20
-    handle = mgr.options(pool="proc").map(tasks.wait_for_path_item, items, chunksize=20)
-    qtbot.waitUntil(lambda: handle.state is TaskState.RUNNING, timeout=WAIT_MS)
+    # Four chunks on two workers: each runs one and has the next waiting in its pipe.
+    handle = mgr.options(pool="proc").map(tasks.wait_for_path_item, items, chunksize=5)
+    qtbot.waitUntil(lambda: stats(mgr).busy == 2, timeout=WAIT_MS)
     assert handle.cancel()
-    gate.touch()  # item 0 returns; the chunk sees the cancel flag before item 1
+    gate.touch()  # item 0 returns; the running chunks see the cancel flag before item 1,
+    # the waiting ones skip themselves when they start
     qtbot.waitUntil(lambda: stats(mgr).busy == 0, timeout=WAIT_MS)
     assert stats(mgr).restarts == restarts  # stopped by itself, long before the grace
 
@@ -381,6 +383,14 @@ def test_process_crash_fails_only_its_task_and_the_pool_recovers(
     assert after.failed - before.failed == 1
     assert after.succeeded - before.succeeded == 6
     assert after.restarts - before.restarts == 1
+
+
+def test_process_crash_is_blamed_on_the_chunk_that_was_running(mgr: WorkerManager) -> None:
+    # One worker, chunks of one item: chunk 6 already waits in the worker's pipe when
+    # chunk 5 kills the process; the error must name chunk 5.
+    handle = mgr.options(pool="kill").map(tasks.exit_on_five, range(10), chunksize=1)
+    with pytest.raises(WorkerCrashedError, match=r"exited with code 5 while running items 5-5"):
+        wait_for_handle(handle, WAIT)
 
 
 def test_process_crash_in_a_map_fails_the_map_only(mgr: WorkerManager) -> None:
