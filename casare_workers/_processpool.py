@@ -6,13 +6,13 @@ for lack of memory) takes only its own work down.  Data flow::
 
     any thread (usually GUI)       service thread (one per pool)          worker processes
     ------------------------       -----------------------------          ----------------
-    submit: pickle fn + args ────► heap of jobs ── a slot is free ──► slot's executor.submit(
+    submit: pickle fn + args ────► heap of jobs ── a slot is free ──► its executor.submit(
       (SerializationError here,      (priority, FIFO)                    run_call, bytes)
        nothing is queued)                 ▲                                     │
                                           ├── executor done callback ◄──────────┤ outcome bytes
                                           │   (or BrokenProcessPool: a crash)   │
-                                          ├── slot's pipe ◄── coalesced progress (RemoteContext)
-    cancel / timeout / owner ──wake──────►├── cancel flag + wake-up ──► ctx.cancelled, ctx.wait
+                                          ├── worker's pipe ◄── coalesced progress (RemoteContext)
+    cancel / timeout / owner ──wake──────►├── cancel flag + task id ──► ctx.cancelled, ctx.wait
       destroyed / shutdown                └── cancel_grace passed: kill that process; the
                                               slot starts a new one for its next job
     signals on the GUI thread ◄── engine ◄── task._settle(result | error | WorkerCrashedError)
@@ -23,20 +23,23 @@ future and terminates its other processes (CPython does this on purpose: its que
 may be corrupt).  With one process per executor, a crash fails exactly the one call
 that process was running; the other slots never notice, and queued work stays in our
 own queue (with priorities, and cancellable while queued) instead of the executor's.
-Each slot holds at most one job, so nothing else is in flight to lose.
+A worker holds one task, or two chunks of the same ``map`` (:data:`PIPELINE`); it
+marks in shared memory which one it runs, so a crash fails that one and the other
+goes back to the queue: nothing in flight is lost or blamed wrongly.
 
 Why ``ProcessPoolExecutor`` rather than loky: measured on this project's 2-core
-machine (``benchmarks/bench_cpu.py`` and ``docs/cpu-bound.md``), loky was slower on
-every axis that matters here (start-up 280-300 ms vs 150-260 ms, trivial round trip
-370-700 µs vs 180-340 µs, crash detection sometimes 100 ms later) and has the same
-whole-pool failure on a crash; its main extra, cloudpickle for lambdas, would weaken
-the "refused at submit" guarantee.  The standard library it is.
+machine (``benchmarks/bench_executors.py``; table in ``docs/cpu-bound.md``), loky was
+slower on every axis that matters here (start-up, round trip, bursts, and crash
+detection sometimes 100 ms later) and has the same whole-pool failure on a crash; its
+main extra, cloudpickle for lambdas, would weaken the "refused at submit" guarantee.
+The standard library it is.
 
 Start method: ``spawn``, on every platform.  Forking a process that runs Qt copies the
 Qt state (threads, locks held by other threads) into the child, which is undefined
 behaviour; ``spawn`` starts a fresh interpreter and is what Windows and macOS use
-anyway, so the pool behaves the same everywhere.  ``forkserver`` (Linux only) rebuilt a
-crashed worker ~20 % faster in our measurement; not worth a platform difference.
+anyway, so the pool behaves the same everywhere.  ``forkserver`` (POSIX only) rebuilt a
+crashed worker in half the time (50 ms vs 110 ms measured), but a crash is rare and one
+behaviour on every platform is worth more.
 Consequence for users: a task's function must be importable by the worker (defined
 at module level) and the application's entry point must be guarded by
 ``if __name__ == "__main__":``.
