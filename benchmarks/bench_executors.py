@@ -8,7 +8,10 @@ Run (each contender in its own fresh process; loky is measured only if installed
 Each contender is one single-process executor (what a process-pool slot uses), in a
 parent that has imported PySide6; ``casare`` is a one-worker casare_workers process
 pool built on the first, for comparison (its calls wait on the handles from the
-main thread, as the executors' do).  Measured:
+main thread, as the executors' do); ``casare-dask`` is a casare_workers Dask pool on a
+one-worker local cluster (worker processes; the scheduler runs in this process), for
+start-up, round trip and bursts only (a killed Dask worker is re-run, not reported).
+Measured:
 
 * start-up: create the executor and get a first trivial result (spawns the process);
 * round trip: median of 300 sequential trivial calls;
@@ -32,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-CONTENDERS = ("ppe-spawn", "ppe-forkserver", "loky", "casare")
+CONTENDERS = ("ppe-spawn", "ppe-forkserver", "loky", "casare", "casare-dask")
 
 
 def noop(x: int = 0) -> int:
@@ -53,15 +56,24 @@ def factory(name: str) -> Callable[[], Any]:
 
 
 class _PoolAsExecutor:
-    """A one-worker casare_workers process pool behind the executor calls used here."""
+    """A one-worker casare_workers pool behind the executor calls used here."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str = "process") -> None:
         from PySide6.QtCore import QCoreApplication
 
         from casare_workers import PoolConfig, WorkerManager
 
         self._app = QCoreApplication.instance() or QCoreApplication([])
-        self._manager = WorkerManager(pools={"p": PoolConfig(1, kind="process")})
+        self._cluster: Any = None
+        if kind == "dask":
+            distributed: Any = importlib.import_module("distributed")
+            self._cluster = distributed.LocalCluster(
+                n_workers=1, threads_per_worker=1, dashboard_address=":0"
+            )
+            config = PoolConfig(1, kind="dask", address=self._cluster.scheduler_address)
+        else:
+            config = PoolConfig(1, kind="process")
+        self._manager = WorkerManager(pools={"p": config})
         self._opts = self._manager.options(pool="p")
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
@@ -70,12 +82,19 @@ class _PoolAsExecutor:
 
     def shutdown(self) -> None:
         self._manager.shutdown(10)
+        if self._cluster is not None:
+            self._cluster.close()
 
 
 def run_one(name: str) -> dict[str, float | str]:
     import PySide6.QtCore  # noqa: F401 - measure with Qt loaded, as in the application
 
-    make: Callable[[], Any] = _PoolAsExecutor if name == "casare" else factory(name)
+    if name == "casare":
+        make: Callable[[], Any] = _PoolAsExecutor
+    elif name == "casare-dask":
+        make = lambda: _PoolAsExecutor("dask")  # noqa: E731 - one line, like the others
+    else:
+        make = factory(name)
     began = time.perf_counter()
     executor = make()
     executor.submit(noop, 1).result()
@@ -88,6 +107,13 @@ def run_one(name: str) -> dict[str, float | str]:
     began = time.perf_counter()
     concurrent.futures.wait([executor.submit(noop, i) for i in range(3000)])
     burst = (time.perf_counter() - began) / 3000
+    if name == "casare-dask":
+        executor.shutdown()
+        return {
+            "startup_ms": startup * 1e3,
+            "roundtrip_us": statistics.median(trips) * 1e6,
+            "burst_us": burst * 1e6,
+        }
     future = executor.submit(crash)
     began = time.perf_counter()
     try:
@@ -147,8 +173,8 @@ def main() -> int:
             continue
 
         def span(field: str, runs: list[dict[str, Any]] = runs) -> str:
-            values = [run[field] for run in runs]
-            return f"{min(values):.0f}-{max(values):.0f}"
+            values = [run[field] for run in runs if field in run]
+            return f"{min(values):.0f}-{max(values):.0f}" if values else "-"
 
         print(
             f"| {name} | {span('startup_ms')} | {span('roundtrip_us')} | {span('burst_us')} "

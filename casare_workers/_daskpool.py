@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 from . import _daskworker
 from ._config import PoolConfig
 from ._errors import ClusterUnavailableError, ConfigurationError, ManagerShutdownError
+from ._introspect import PLAIN
 from ._remote import apply_progress, dump_items, dumps_checked, start_task
 from ._state import TaskState
 from ._threadpool import PoolStatistics
@@ -523,7 +524,16 @@ class DaskPool:
         task = job.task
         key = f"{task.name}-{self._token}-{task.id}-{job.start}"
         try:
-            if job.map is None:
+            if job.map is None and task._ctx_mode == PLAIN:
+                future = client.submit(
+                    _daskworker.run_plain,
+                    job.payload,
+                    key=key,
+                    pure=False,
+                    priority=task._priority,
+                    retries=self._retries,
+                )
+            elif job.map is None:
                 future = client.submit(
                     _daskworker.run,
                     task.id,

@@ -326,14 +326,14 @@ def test_dask_worker_side_needs_no_casare_workers(tmp_path: Path) -> None:
     assert _daskpool.DaskPool is not None  # importing it registers pickling by value
     payload = cloudpickle.dumps((tasks.square, (7,), {}))
     shipped = tmp_path / "shipped.pkl"
-    shipped.write_bytes(cloudpickle.dumps((_daskworker.run, payload)))
+    shipped.write_bytes(cloudpickle.dumps((_daskworker.run, _daskworker.run_plain, payload)))
     probe = textwrap.dedent(
         f"""
         import pickle, sys
         sys.modules["casare_workers"] = None  # any import of it now fails
         sys.modules["PySide6"] = None
-        run, payload = pickle.loads(open({str(shipped)!r}, "rb").read())
-        print(run(1, "square", 0, "topic", "cancel", payload)[0])
+        run, run_plain, payload = pickle.loads(open({str(shipped)!r}, "rb").read())
+        print(run(1, "square", 0, "topic", "cancel", payload)[0], run_plain(payload)[0])
         """
     )
     done = subprocess.run(
@@ -344,4 +344,4 @@ def test_dask_worker_side_needs_no_casare_workers(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
     )
     assert done.returncode == 0, done.stderr.decode()
-    assert done.stdout.strip() == b"49"
+    assert done.stdout.strip() == b"49 49"
