@@ -26,7 +26,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The test suite (and mypy --strict on the primary Python)."""
-    session.install("-e", ".[async,demo]")
+    session.install("-e", ".[async,demo,dask]")
     session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
     if session.python == PRIMARY:
         session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))

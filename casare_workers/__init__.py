@@ -7,6 +7,9 @@ Layers, bottom up (one private module each):
                   GUI thread within a time budget
 * ``_task``       TaskHandle / TaskContext / TaskError: one task's state machine
 * ``_threadpool`` bounded daemon-thread pools with priorities
+* ``_processpool`` worker processes that survive crashes (``_processworker`` runs inside
+                  them; ``_remote`` holds what process and Dask pools share)
+* ``_daskpool``   a pool on a Dask cluster (optional: ``casare_workers[dask]``)
 * ``_map``        chunked ``map`` over a pool
 * ``_worker``     Worker (a QRunnable) + WorkerSignals, the pattern PySide users know
 * ``_longjob``    LongJob: a QThread for long work that never aborts the process
@@ -46,15 +49,18 @@ from ._errors import (  # noqa: E402
     BlockingCallError,
     BrokenBindingError,
     CasareWorkersError,
+    ClusterUnavailableError,
     ConfigurationError,
     InitializerError,
     ManagerShutdownError,
     NoApplicationError,
     NoEventLoopError,
+    SerializationError,
     TaskCancelledError,
     TaskTimeoutError,
     ThreadClosedError,
     UnknownPoolError,
+    WorkerCrashedError,
 )
 from ._longjob import JobContext, JobStatistics, LongJob  # noqa: E402
 from ._loopthread import LoopThread, LoopThreadOptions  # noqa: E402
@@ -83,6 +89,7 @@ __all__ = (
     "BlockingCallError",
     "BrokenBindingError",
     "CasareWorkersError",
+    "ClusterUnavailableError",
     "ConfigurationError",
     "DeliveryEngine",
     "InitializerError",
@@ -101,6 +108,7 @@ __all__ = (
     "PoolStatistics",
     "ProcessResult",
     "ProgressBarDelegate",
+    "SerializationError",
     "ShutdownReport",
     "SubprocessJob",
     "TaskCancelledError",
@@ -115,6 +123,7 @@ __all__ = (
     "ThreadClosedError",
     "UnknownPoolError",
     "Worker",
+    "WorkerCrashedError",
     "WorkerManager",
     "WorkerSignals",
     "async_slot",

@@ -2,16 +2,22 @@
 
 Sizes follow the project's seed note (``ExecutorConfig``):
 
-========== ======== ===================================== ==============================
-pool       kind     default size                          environment variable
-========== ======== ===================================== ==============================
-io         threads  ``min(20, cpu_count * 2 + 4)``        ``CASARE_WORKERS_IO``
-cpu        threads  ``max(1, cpu_count - 1)``             ``CASARE_WORKERS_CPU``
-background threads  ``4``                                 ``CASARE_WORKERS_BACKGROUND``
-========== ======== ===================================== ==============================
+========== ========= ===================================== ==============================
+pool       kind      default size                          environment variable
+========== ========= ===================================== ==============================
+io         thread    ``min(20, cpu_count * 2 + 4)``        ``CASARE_WORKERS_IO``
+cpu        process   ``max(1, cpu_count - 1)``             ``CASARE_WORKERS_CPU``
+background thread    ``4``                                 ``CASARE_WORKERS_BACKGROUND``
+========== ========= ===================================== ==============================
 
 Precedence: a size passed in code wins; otherwise the environment variable; otherwise
-the default.  Extra pools are added in code (``WorkerManager(pools={"db": 3})``).
+the default.  Extra pools are added in code (``WorkerManager(pools={"db": 3})``); a
+size given for an existing pool keeps that pool's kind.
+
+Kinds: ``"thread"`` (daemon threads, ``_threadpool``), ``"process"`` (worker processes
+that survive crashes, ``_processpool``; the seed note's pool for OCR, image comparison
+and PDF parsing) and ``"dask"`` (a Dask cluster, ``_daskpool``; needs the
+``casare_workers[dask]`` extra).  ``_pool.build_pool`` maps a kind to its class.
 """
 
 from __future__ import annotations
@@ -20,14 +26,18 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal, get_args
 
 from ._errors import ConfigurationError
 
 __all__ = ("PoolConfig", "default_pool_configs", "resolve_pool_configs")
 
-PoolKind = Literal["thread"]
+PoolKind = Literal["thread", "process", "dask"]
+POOL_KINDS: tuple[str, ...] = get_args(PoolKind)
+#: Seconds an idle worker *process* of the default "cpu" pool lives: starting one costs
+#: a fresh interpreter and the imports of the task's module (0.2-0.5 s measured).
+CPU_IDLE_TIMEOUT = 300.0
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 ENV_PREFIX = "CASARE_WORKERS_"
 
@@ -37,26 +47,93 @@ class PoolConfig:
     """How one named pool is built.
 
     Attributes:
-        max_workers: Upper bound of threads running at once (``>= 1``).
-        kind: ``"thread"``; the process and Dask pools add their own kinds.
-        idle_timeout: Seconds an idle thread waits for work before it exits.
+        max_workers: Upper bound of tasks running at once (``>= 1``): threads for a
+            thread pool, worker processes for a process pool, tasks handed to the
+            cluster at once for a Dask pool.
+        kind: ``"thread"``, ``"process"`` or ``"dask"``.
+        idle_timeout: Seconds an idle thread or worker process waits for work before it
+            exits (the next task starts a new one).
+        cancel_grace: Process pools: seconds a cancelled or timed-out task gets to stop
+            by itself (it sees ``ctx.cancelled``) before its worker process is killed
+            and replaced.
+        memory_per_worker: Process pools: bytes one worker process needs.  When given,
+            the pool runs at most ``available_memory / (memory_per_worker * 1.5)``
+            processes (the seed note's rule; at least 1), measured when it is built.
+        address: Dask pools: the scheduler's address, e.g. ``"tcp://10.0.0.5:8786"``.
+        client: Dask pools: an existing synchronous ``distributed.Client`` to use
+            instead of an address (the pool does not close it).
+        retries: Dask pools: how many times Dask re-runs a task that raised.
+        connect_timeout: Dask pools: seconds to wait for the scheduler when connecting.
+
+    Example:
+        >>> WorkerManager(pools={                                   # doctest: +SKIP
+        ...     "ocr": PoolConfig(3, kind="process", cancel_grace=5),
+        ...     "cluster": PoolConfig(32, kind="dask", address="tcp://10.0.0.5:8786"),
+        ... })
     """
 
     max_workers: int
     kind: PoolKind = "thread"
     idle_timeout: float = 30.0
+    cancel_grace: float = 2.0
+    memory_per_worker: int | None = None
+    address: str | None = None
+    client: Any = None
+    retries: int = 0
+    connect_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         _check_size("max_workers", self.max_workers)
-        if (
-            isinstance(self.idle_timeout, bool)
-            or not isinstance(self.idle_timeout, int | float)
-            or not math.isfinite(self.idle_timeout)
-            or self.idle_timeout <= 0
-        ):
+        if self.kind not in POOL_KINDS:
             raise ConfigurationError(
-                f"idle_timeout must be a positive number of seconds, got {self.idle_timeout!r}"
+                f"kind must be one of {', '.join(map(repr, POOL_KINDS))}, got {self.kind!r}"
             )
+        _check_seconds("idle_timeout", self.idle_timeout, allow_zero=False)
+        _check_seconds("cancel_grace", self.cancel_grace, allow_zero=True)
+        if self.memory_per_worker is not None:
+            if self.kind != "process":
+                raise ConfigurationError("memory_per_worker applies to kind='process' pools only")
+            if (
+                isinstance(self.memory_per_worker, bool)
+                or not isinstance(self.memory_per_worker, int)
+                or self.memory_per_worker < 1
+            ):
+                raise ConfigurationError(
+                    "memory_per_worker must be a positive number of bytes "
+                    f"(e.g. 512 * 2**20), got {self.memory_per_worker!r}"
+                )
+        if self.kind == "dask":
+            if (self.address is None) == (self.client is None):
+                raise ConfigurationError(
+                    "a kind='dask' pool needs exactly one of address= (the scheduler, "
+                    "e.g. 'tcp://10.0.0.5:8786') or client= (an existing distributed.Client)"
+                )
+            if self.address is not None and (
+                not isinstance(self.address, str) or not self.address.strip()
+            ):
+                raise ConfigurationError(
+                    f"address must be the scheduler's address as a string, got {self.address!r}"
+                )
+        elif self.address is not None or self.client is not None:
+            raise ConfigurationError(
+                f"address= and client= apply to kind='dask' pools only (this pool is "
+                f"kind={self.kind!r})"
+            )
+        _check_seconds("connect_timeout", self.connect_timeout, allow_zero=False)
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise ConfigurationError(f"retries must be an int >= 0, got {self.retries!r}")
+
+
+def _check_seconds(what: str, value: object, *, allow_zero: bool) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ConfigurationError(f"{what} must be a {kind} number of seconds, got {value!r}")
 
 
 def _check_size(what: str, value: object) -> int:
@@ -79,7 +156,7 @@ def default_pool_configs() -> dict[str, PoolConfig]:
     cpus = _cpu_count()
     return {
         "io": PoolConfig(min(20, cpus * 2 + 4)),
-        "cpu": PoolConfig(max(1, cpus - 1)),
+        "cpu": PoolConfig(max(1, cpus - 1), kind="process", idle_timeout=CPU_IDLE_TIMEOUT),
         "background": PoolConfig(4),
     }
 
@@ -124,7 +201,7 @@ def resolve_pool_configs(
     for name, base in list(resolved.items()):
         size = _env_size(name, env)
         if size is not None:
-            resolved[name] = PoolConfig(size, base.kind, base.idle_timeout)
+            resolved[name] = replace(base, max_workers=size)
     for name, spec in (pools or {}).items():
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise ConfigurationError(
@@ -136,5 +213,7 @@ def resolve_pool_configs(
         else:
             size = _check_size(f"size of pool {name!r}", spec)
             known = resolved.get(name)
-            resolved[name] = PoolConfig(size, "thread", known.idle_timeout if known else 30.0)
+            resolved[name] = (
+                PoolConfig(size) if known is None else replace(known, max_workers=size)
+            )
     return resolved

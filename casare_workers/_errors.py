@@ -18,27 +18,36 @@ raised by the library itself, each mixing in the builtin it refines so existing
           ├── ThreadClosedError           (RuntimeError)   work sent to a closed LoopThread
           ├── NoEventLoopError            (RuntimeError)   no asyncio loop where one is needed
           ├── TaskTimeoutError            (TimeoutError)   a task ran past its timeout
-          └── TaskCancelledError          (concurrent.futures.CancelledError)
+          ├── TaskCancelledError          (concurrent.futures.CancelledError)
+          ├── SerializationError          (pickle.PicklingError)  work or a result cannot
+          │                                                  cross a process boundary
+          ├── WorkerCrashedError          (BrokenProcessPool)  the worker process died
+          └── ClusterUnavailableError     (ConnectionError)  the Dask scheduler is unreachable
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import pickle
+from concurrent.futures.process import BrokenProcessPool
 
 __all__ = (
     "AlreadyStartedError",
     "BlockingCallError",
     "BrokenBindingError",
     "CasareWorkersError",
+    "ClusterUnavailableError",
     "ConfigurationError",
     "InitializerError",
     "ManagerShutdownError",
     "NoApplicationError",
     "NoEventLoopError",
+    "SerializationError",
     "TaskCancelledError",
     "TaskTimeoutError",
     "ThreadClosedError",
     "UnknownPoolError",
+    "WorkerCrashedError",
 )
 
 
@@ -122,4 +131,34 @@ class TaskCancelledError(CasareWorkersError, concurrent.futures.CancelledError):
     """Raised by ``ctx.raise_if_cancelled()`` and by ``result()`` of a cancelled task.
 
     It is a ``concurrent.futures.CancelledError``, so existing handlers keep working.
+    """
+
+
+class SerializationError(CasareWorkersError, pickle.PicklingError):
+    """Work, a result or an exception cannot cross a process (or machine) boundary.
+
+    Raised by ``submit``/``map`` on a process or Dask pool when the function or an
+    argument cannot be pickled (the message names which one), before anything is queued.
+    A task ends with it when its result cannot be sent back, or when the exception it
+    raised cannot be rebuilt in the GUI process (the message then carries the original
+    exception's type and text, and the remote traceback is attached as ``__cause__``).
+    """
+
+
+class WorkerCrashedError(CasareWorkersError, BrokenProcessPool):
+    """The worker process running a task died (``os._exit``, a segfault, killed by the OS).
+
+    Only the tasks that process was running end with it; the pool starts a new worker
+    process and the queued tasks go on.  The message names the process, its exit code or
+    signal.  It is a ``concurrent.futures.process.BrokenProcessPool``, so existing
+    handlers keep working.
+    """
+
+
+class ClusterUnavailableError(CasareWorkersError, ConnectionError):
+    """A Dask pool cannot reach its scheduler.
+
+    Raised by ``submit``/``map`` when the pool knows the scheduler is unreachable (so
+    nothing is queued into the void), and the error a task ends with when the connection
+    is lost before the task could be handed to the cluster.
     """

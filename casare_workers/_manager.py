@@ -28,10 +28,10 @@ from ._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK
 from ._longjob import JobRegistry, JobStatistics, LongJob
 from ._map import MapHandle
 from ._owners import OwnerRecord, check_owner
-from ._pool import Pool
+from ._pool import Pool, build_pool
 from ._state import TaskState
 from ._task import TaskHandle
-from ._threadpool import PoolStatistics, ThreadPool
+from ._threadpool import PoolStatistics
 from ._watchdog import Watchdog
 from ._worker import Worker
 
@@ -163,9 +163,16 @@ class _ManagerCore:
     ) -> None:
         self._facade = weakref.ref(facade)
         self.engine = engine
-        self.pools: dict[str, Pool] = {
-            name: ThreadPool(name, config) for name, config in configs.items()
-        }
+        # -- issue 5: a pool's kind picks its backend (thread, process, dask) ------------
+        self.pools: dict[str, Pool] = {}
+        try:
+            for name, config in configs.items():
+                self.pools[name] = build_pool(name, config)
+        except BaseException:
+            for pool in self.pools.values():  # pools are lazy: this frees no process
+                pool.stop()
+            raise
+        # -- end issue 5 ---------------------------------------------------------------
         self.shutdown_timeout = shutdown_timeout
         self.lock = threading.RLock()
         self.live: dict[int, TaskHandle[Any]] = {}

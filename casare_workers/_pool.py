@@ -16,16 +16,28 @@ Life of a task in a pool::
 
 from __future__ import annotations
 
+import importlib
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._errors import ConfigurationError
+
 if TYPE_CHECKING:
+    from ._config import PoolConfig
     from ._map import MapHandle
     from ._state import TaskState
     from ._task import TaskHandle
     from ._threadpool import PoolStatistics
 
-__all__ = ("Pool",)
+__all__ = ("POOL_FACTORIES", "Pool", "build_pool")
+
+#: Pool kind -> (module, class).  Imported on first use, so the core never imports the
+#: process machinery it does not need, nor ``distributed`` (an optional dependency).
+POOL_FACTORIES: dict[str, tuple[str, str]] = {
+    "thread": ("._threadpool", "ThreadPool"),
+    "process": ("._processpool", "ProcessPool"),
+    "dask": ("._daskpool", "DaskPool"),
+}
 
 
 class Pool(Protocol):
@@ -71,3 +83,29 @@ class Pool(Protocol):
 
     def threads(self) -> list[threading.Thread]:
         """The backend's live threads (for leak checks in tests)."""
+
+
+def build_pool(name: str, config: PoolConfig) -> Pool:
+    """Build the pool ``name`` as ``config.kind`` says (``_ManagerCore`` calls this).
+
+    Raises:
+        ConfigurationError: The kind is unknown, or its optional dependency is missing
+            (the message names the extra to install).
+    """
+    try:
+        module_name, class_name = POOL_FACTORIES[config.kind]
+    except KeyError:
+        raise ConfigurationError(
+            f"pool {name!r} has unknown kind {config.kind!r}; "
+            f"use one of {', '.join(map(repr, POOL_FACTORIES))}"
+        ) from None
+    try:
+        module = importlib.import_module(module_name, __package__)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"pool {name!r} has kind {config.kind!r}, which needs a package that is not "
+            f"installed ({exc.name or exc}); install it with: "
+            f"pip install 'casare_workers[{config.kind}]'"
+        ) from exc
+    pool: Pool = getattr(module, class_name)(name, config)
+    return pool

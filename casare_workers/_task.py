@@ -630,13 +630,16 @@ class TaskHandle(Generic[T]):
         if self._state is not _RUNNING:
             return
         self._request_cancel()
+        # A pool that can stop the work (a process pool) says what happens instead.
+        fate = getattr(self._pool, "timeout_fate", None) or (
+            "its thread keeps running until the function returns (Python threads cannot "
+            "be killed), its result will be discarded"
+        )
         self._settle(
             _FAILED,
             None,
             TaskTimeoutError(
-                f"task {self.name!r} ran longer than its timeout of {self._timeout} s; its "
-                "thread keeps running until the function returns (Python threads cannot "
-                "be killed), its result will be discarded"
+                f"task {self.name!r} ran longer than its timeout of {self._timeout} s; {fate}"
             ),
         )
 

@@ -95,6 +95,8 @@ class PoolStatistics:
         failed: Tasks that ended with an exception (including timeouts).
         cancelled: Tasks cancelled, superseded or shut down.
         throughput: Tasks ended per second over the last few seconds.
+        restarts: Worker processes replaced after a crash or a kill (process pools;
+            always 0 for threads).
     """
 
     name: str
@@ -110,6 +112,7 @@ class PoolStatistics:
     failed: int
     cancelled: int
     throughput: float = 0.0
+    restarts: int = 0
 
     @property
     def finished(self) -> int:

@@ -39,7 +39,8 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 nitpick_ignore_regex = [
     (
         "py:.*",
-        r"(PySide6|shiboken6|concurrent|collections|typing|asyncio|threading|enum|types|os)"
+        r"(PySide6|shiboken6|concurrent|collections|typing|asyncio|threading|enum|types|os"
+        r"|_?pickle|distributed)"
         r"(\..*)?",
     ),
     ("py:.*", r"(T|R|P|_Continuation|_Index|Any|Callable|Hashable|Iterable|Awaitable|Coroutine)"),
@@ -48,6 +49,7 @@ nitpick_ignore_regex = [
         r"(int|str|float|bool|object|tuple|list|dict|set|type|None|BaseException|Exception)",
     ),
     ("py:.*", r"(ImportError|ValueError|LookupError|RuntimeError|TimeoutError|TypeError)"),
+    ("py:.*", r"(ConnectionError|OSError)"),
     ("py:.*", r"(Q[A-Za-z]+|Signal|Slot)(\..*)?"),
     # Type variables and generic bases appear under their private module paths.
     ("py:.*", r"casare_workers\._\w+\.(T|R|P|TaskHandle|PoolKind|TaskLike|LongJob)"),

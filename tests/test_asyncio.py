@@ -506,7 +506,7 @@ def test_cancelling_the_awaiter_cancels_a_real_long_job(
 def test_asyncify_runs_on_the_chosen_pool(
     manager: WorkerManager, qasync_loop: AsyncRunner
 ) -> None:
-    @asyncify(pool="cpu", manager=manager)
+    @asyncify(pool="background", manager=manager)
     def crunch(n: int) -> tuple[int, str]:
         return n * n, threading.current_thread().name
 
@@ -515,8 +515,8 @@ def test_asyncify_runs_on_the_chosen_pool(
 
     value, thread = qasync_loop.run(main())
     assert value == 144
-    assert thread.startswith("casare-cpu-")
-    assert manager.statistics()["cpu"].succeeded == 1
+    assert thread.startswith("casare-background-")
+    assert manager.statistics()["background"].succeeded == 1
 
 
 def test_asyncify_bare_uses_the_default_manager(

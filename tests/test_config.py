@@ -70,3 +70,37 @@ def test_manager_uses_configured_sizes(qapp: Any, monkeypatch: pytest.MonkeyPatc
 def test_manager_rejects_bad_shutdown_timeout(qapp: Any) -> None:
     with pytest.raises(ConfigurationError, match="shutdown_timeout"):
         WorkerManager(shutdown_timeout=-1)
+
+
+def test_cpu_pool_is_a_process_pool_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    cpu = default_pool_configs()["cpu"]
+    assert (cpu.kind, cpu.max_workers) == ("process", 3)
+    assert default_pool_configs()["io"].kind == "thread"
+
+
+def test_a_size_override_keeps_the_pool_kind() -> None:
+    assert resolve_pool_configs(None, {"CASARE_WORKERS_CPU": "5"})["cpu"].kind == "process"
+    configs = resolve_pool_configs({"cpu": 2, "extra": 3}, {})
+    assert (configs["cpu"].kind, configs["cpu"].max_workers) == ("process", 2)
+    assert configs["extra"].kind == "thread"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"kind": "gpu"}, "kind must be one of 'thread', 'process', 'dask'"),
+        ({"cancel_grace": -1}, "cancel_grace"),
+        ({"kind": "process", "memory_per_worker": 0}, "memory_per_worker"),
+        ({"memory_per_worker": 2**30}, "kind='process' pools only"),
+        ({"kind": "dask"}, "exactly one of address"),
+        ({"kind": "dask", "address": "tcp://h:1", "client": object()}, "exactly one of address"),
+        ({"kind": "dask", "address": " "}, "address must be"),
+        ({"kind": "dask", "address": "tcp://h:1", "connect_timeout": 0}, "connect_timeout"),
+        ({"kind": "dask", "address": "tcp://h:1", "retries": -1}, "retries"),
+        ({"address": "tcp://h:1"}, "kind='dask' pools only"),
+    ],
+)
+def test_pool_config_rejects_bad_kind_specific_options(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        PoolConfig(2, **kwargs)

@@ -26,7 +26,14 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject
 from PySide6.QtWidgets import QApplication, QWidget
 
-from casare_workers import ManagerShutdownError, TaskContext, TaskHandle, WorkerManager
+from casare_workers import (
+    JobContext,
+    LongJob,
+    ManagerShutdownError,
+    TaskContext,
+    TaskHandle,
+    WorkerManager,
+)
 from casare_workers.pytest_plugin import wait_for_handle
 
 
@@ -301,11 +308,13 @@ class ManagerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         QApplication.instance() or QApplication([])
-        self.manager = WorkerManager(pools={"io": 2, "cpu": 1})
+        self.manager = WorkerManager(pools={"io": 2, "background": 1})
         self.gate = threading.Event()
         self.handles: list[TaskHandle[Any]] = []
         self.outcomes: Counter[int] = Counter()
         self.owners = [QObject() for _ in range(3)]
+        self.jobs: list[LongJob[str]] = []
+        self.job_outcomes: Counter[int] = Counter()
         self.closed = False
 
     def _track(self, handle: TaskHandle[Any]) -> None:
@@ -320,7 +329,7 @@ class ManagerMachine(RuleBasedStateMachine):
 
     @rule(
         kind=st.sampled_from(["ok", "error", "blocked"]),
-        pool=st.sampled_from(["io", "cpu"]),
+        pool=st.sampled_from(["io", "background"]),
         key=st.sampled_from([None, None, "a", "b"]),
         owner=st.sampled_from([None, 0, 1, 2]),
     )
@@ -347,6 +356,30 @@ class ManagerMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, 10_000))
     def cancel(self, index: int) -> None:
         self.handles[index % len(self.handles)].cancel()
+
+    @rule(blocked=st.booleans(), key=st.sampled_from([None, "job"]))
+    def start_job(self, blocked: bool, key: str | None) -> None:
+        if self.closed:
+            return
+        gate = self.gate
+
+        def work(ctx: JobContext) -> str:
+            while blocked and not gate.is_set():
+                if ctx.wait(0.01):
+                    ctx.raise_if_cancelled()
+            return "job done"
+
+        job: LongJob[str] = LongJob(work, manager=self.manager, key=key)
+        job_id = job.id
+        self.jobs.append(job)
+        for signal in (job.result, job.error, job.cancelled):
+            signal.connect(lambda *_: self.job_outcomes.update([job_id]))
+        job.start()
+
+    @precondition(lambda self: bool(self.jobs))
+    @rule(index=st.integers(0, 10_000))
+    def cancel_job(self, index: int) -> None:
+        self.jobs[index % len(self.jobs)].cancel()
 
     @rule()
     def release(self) -> None:
@@ -377,6 +410,11 @@ class ManagerMachine(RuleBasedStateMachine):
                 pool.queued + pool.running + pool.succeeded + pool.failed + pool.cancelled
             )
         assert all(n == 1 for n in self.outcomes.values())
+        assert all(n == 1 for n in self.job_outcomes.values())
+        jobs = self.manager.statistics().jobs
+        ended = jobs.succeeded + jobs.failed + jobs.cancelled  # counted when decided
+        assert ended <= jobs.started
+        assert jobs.started - ended <= jobs.live  # live: not yet delivered and released
         for handle in self.handles:
             if handle._delivered:
                 assert self.outcomes[handle.id] == 1, handle
@@ -387,6 +425,12 @@ class ManagerMachine(RuleBasedStateMachine):
         for handle in self.handles:
             assert handle.done(), handle
             assert self.outcomes[handle.id] == 1, handle
+        for job in self.jobs:
+            assert job.done(), job
+            assert job.wait(5000)
+            assert self.job_outcomes[job.id] == 1, job
+        jobs = self.manager.statistics().jobs
+        assert jobs.started == jobs.succeeded + jobs.failed + jobs.cancelled == len(self.jobs)
         for owner in self.owners:
             if shiboken6.isValid(owner):
                 owner.deleteLater()

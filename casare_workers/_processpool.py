@@ -1,0 +1,981 @@
+"""A pool of worker processes that survives crashes: the manager's ``"cpu"`` pool.
+
+Threads cannot run pure-Python code on more than one core; processes can, and a
+process that crashes (a segfault in an OCR library, ``os._exit``, the OS killing it
+for lack of memory) takes only its own work down.  Data flow::
+
+    any thread (usually GUI)       service thread (one per pool)          worker processes
+    ------------------------       -----------------------------          ----------------
+    submit: pickle fn + args ────► heap of jobs ── a slot is free ──► its executor.submit(
+      (SerializationError here,      (priority, FIFO)                    run_call, bytes)
+       nothing is queued)                 ▲                                     │
+                                          ├── executor done callback ◄──────────┤ outcome bytes
+                                          │   (or BrokenProcessPool: a crash)   │
+                                          ├── worker's pipe ◄── coalesced progress (RemoteContext)
+    cancel / timeout / owner ──wake──────►├── cancel flag + task id ──► ctx.cancelled, ctx.wait
+      destroyed / shutdown                └── cancel_grace passed: kill that process; the
+                                              slot starts a new one for its next job
+    signals on the GUI thread ◄── engine ◄── task._settle(result | error | WorkerCrashedError)
+
+Why one ``ProcessPoolExecutor`` per slot, each with one process: when any process of a
+``ProcessPoolExecutor`` dies, the executor marks itself broken, fails *every* pending
+future and terminates its other processes (CPython does this on purpose: its queues
+may be corrupt).  With one process per executor, a crash fails exactly the one call
+that process was running; the other slots never notice, and queued work stays in our
+own queue (with priorities, and cancellable while queued) instead of the executor's.
+A worker holds one task, or two chunks of the same ``map`` (:data:`PIPELINE`); it
+marks in shared memory which one it runs, so a crash fails that one and the other
+goes back to the queue: nothing in flight is lost or blamed wrongly.
+
+Why ``ProcessPoolExecutor`` rather than loky: measured on this project's 2-core
+machine (``benchmarks/bench_executors.py``; table in ``docs/cpu-bound.md``), loky was
+slower on every axis that matters here (start-up, round trip, bursts, and crash
+detection sometimes 100 ms later) and has the same whole-pool failure on a crash; its
+main extra, cloudpickle for lambdas, would weaken the "refused at submit" guarantee.
+The standard library it is.
+
+Start method: ``spawn``, on every platform.  Forking a process that runs Qt copies the
+Qt state (threads, locks held by other threads) into the child, which is undefined
+behaviour; ``spawn`` starts a fresh interpreter and is what Windows and macOS use
+anyway, so the pool behaves the same everywhere.  ``forkserver`` (POSIX only) rebuilt a
+crashed worker in half the time (50 ms vs 110 ms measured), but a crash is rare and one
+behaviour on every platform is worth more.
+Consequence for users: a task's function must be importable by the worker (defined
+at module level) and the application's entry point must be guarded by
+``if __name__ == "__main__":``.
+
+Cancelling a running task ends it at once as cancelled (as on threads); its process
+sees ``ctx.cancelled`` (and ``ctx.wait`` returns early) and is given ``cancel_grace``
+seconds to return; after that the process is killed and the slot starts a new one for
+its next job.  Timeouts do the same.  Other slots are never affected.
+"""
+
+from __future__ import annotations
+
+import heapq
+import importlib
+import itertools
+import logging
+import math
+import multiprocessing
+import pickle
+import signal
+import threading
+import time
+import weakref
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING, Any
+
+from . import _processworker
+from ._config import PoolConfig
+from ._errors import ManagerShutdownError, SerializationError, WorkerCrashedError
+from ._remote import (
+    apply_progress,
+    attach_remote_traceback,
+    dump_items,
+    dumps_checked,
+    start_task,
+)
+from ._state import TaskState
+from ._threadpool import PoolStatistics
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
+    from ._map import MapHandle
+    from ._task import TaskHandle
+
+__all__ = ("CHUNKS_PER_WORKER", "PIPELINE", "ProcessPool", "available_memory", "size_for_memory")
+
+logger = logging.getLogger("casare_workers")
+
+_QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
+_SUCCEEDED, _FAILED = TaskState.SUCCEEDED, TaskState.FAILED
+
+#: A ``map`` is cut into about this many chunks per worker process when no chunksize
+#: is given: few enough that pickling and the round trip are paid a handful of times,
+#: enough that the workers finish together (the classic ``multiprocessing.Pool`` rule).
+CHUNKS_PER_WORKER = 4
+#: Jobs handed to one worker process at once: the one it runs, and (chunks of the
+#: same ``map`` only) the next one, waiting in its pipe.  The worker goes from one to
+#: the next without waiting for this process; a crash fails only the one it was
+#: running (it says which, in shared memory), the other one is put back in the queue.
+PIPELINE = 2
+#: Seconds ``join`` waits for killed processes after its deadline.
+KILL_WAIT = 5.0
+
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new processes, or None if unknown.
+
+    Uses psutil when it is installed, else ``/proc/meminfo`` (Linux).
+    """
+    try:
+        psutil = importlib.import_module("psutil")  # optional: used when installed
+    except ImportError:
+        pass
+    else:
+        return int(psutil.virtual_memory().available)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def size_for_memory(max_workers: int, per_worker: int | None, available: int | None) -> int:
+    """Apply the seed note's memory rule: ``available / (per_worker * 1.5)``, at least 1."""
+    if per_worker is None or available is None:
+        return max_workers
+    return max(1, min(max_workers, int(available // (per_worker * 1.5))))
+
+
+class _MapState:
+    """The shared state of one ``map`` spread over several chunk jobs."""
+
+    __slots__ = ("done", "fn_payload", "running", "started")
+
+    def __init__(self, fn_payload: bytes) -> None:
+        self.fn_payload = fn_payload
+        self.done = 0
+        self.started = False
+        self.running: set[_Job] = set()
+
+
+class _Worker:
+    """One worker process: its single-process executor and what it shares with us."""
+
+    __slots__ = (
+        "child_conn",
+        "conn",
+        "executor",
+        "flag",
+        "how",
+        "kill_reason",
+        "killed",
+        "process",
+        "retired",
+        "running",
+    )
+
+    def __init__(
+        self,
+        executor: ProcessPoolExecutor,
+        conn: Connection,
+        child_conn: Connection,
+        flag: Any,
+        running: Any,
+    ) -> None:
+        self.executor = executor
+        self.conn: Connection | None = conn
+        self.child_conn: Connection | None = child_conn
+        self.flag = flag  # shared: the id of a task to cancel (written here, read there)
+        self.running = running  # shared: the seq of the job it runs (written there)
+        self.process: BaseProcess | None = None
+        self.killed = False
+        self.kill_reason = "cancelled"
+        self.retired = False
+        self.how = "(not started)"
+
+
+class _Job:
+    """One call to ship to a worker: a whole task, or one chunk of a ``map``."""
+
+    __slots__ = (
+        "begun",
+        "count",
+        "map",
+        "order",
+        "partial",
+        "payload",
+        "priority",
+        "seq",
+        "signalled",
+        "start",
+        "task",
+        "worker",
+    )
+
+    def __init__(
+        self,
+        task: TaskHandle[Any],
+        payload: bytes,
+        priority: int,
+        order: int,
+        map_state: _MapState | None = None,
+        start: int = 0,
+        count: int = 0,
+    ) -> None:
+        self.task = task
+        self.payload = payload
+        self.priority = priority
+        self.order = order  # its place in the queue, kept if it is put back
+        self.map = map_state
+        self.start = start
+        self.count = count
+        self.partial = 0
+        self.seq = 0
+        self.begun = False
+        self.signalled = False
+        self.worker: _Worker | None = None
+
+    def describe(self) -> str:
+        if self.map is None:
+            return f"task {self.task.name!r}"
+        last = self.start + self.count - 1
+        return f"items {self.start}-{last} of map({self.task.name})"
+
+
+class _Slot:
+    """A place for one worker process and the (at most PIPELINE) jobs handed to it.
+
+    Owned by the service thread; the fields read by ``statistics`` from other threads
+    are written with the pool's lock held.
+    """
+
+    __slots__ = ("idle_since", "jobs", "kill_at", "worker")
+
+    def __init__(self) -> None:
+        self.worker: _Worker | None = None
+        self.jobs: list[_Job] = []
+        self.kill_at: float | None = None
+        self.idle_since = 0.0
+
+    def abandoned(self) -> list[_Job]:
+        return [job for job in self.jobs if job.task._finished]
+
+
+class ProcessPool:
+    """Worker processes behind a manager pool of ``kind="process"`` (the ``"cpu"`` pool).
+
+    Internal: users reach it through ``WorkerManager``.  Thread-safe.  Nothing is
+    started until the first task: no thread, no process.
+    """
+
+    kind = "process"
+
+    def __init__(self, name: str, config: PoolConfig) -> None:
+        self.name = name
+        available = available_memory() if config.memory_per_worker is not None else None
+        self.max_workers = size_for_memory(config.max_workers, config.memory_per_worker, available)
+        if self.max_workers < config.max_workers:
+            logger.info(
+                "pool %r: %d worker processes instead of %d (%.0f MiB available, %.0f MiB "
+                "per worker x 1.5)",
+                name,
+                self.max_workers,
+                config.max_workers,
+                (available or 0) / 2**20,
+                (config.memory_per_worker or 0) / 2**20,
+            )
+        self._idle_timeout = config.idle_timeout
+        self.cancel_grace = config.cancel_grace
+        self.lock = threading.Lock()
+        self._heap: list[tuple[int, int, _Job]] = []
+        self._seq = itertools.count()
+        self._slots = [_Slot() for _ in range(self.max_workers)]
+        self._completions: deque[tuple[_Slot, _Job, Future[bytes]]] = deque()
+        self._service: threading.Thread | None = None
+        self._wake_r: Connection | None = None
+        self._wake_w: Connection | None = None
+        self._wake_lock = threading.Lock()
+        self._wake_pending = False
+        self._accepting = True
+        self._stopping = False
+        self._abort = False
+        self._queued = 0
+        self._running = 0
+        self._submitted = 0
+        self._succeeded = 0
+        self._failed = 0
+        self._cancelled = 0
+        self._restarts = 0
+
+    @property
+    def timeout_fate(self) -> str:
+        """What happens to a timed-out task's process (completes ``TaskTimeoutError``)."""
+        return (
+            "its worker process sees ctx.cancelled and is killed and replaced if it has "
+            f"not returned within the pool's cancel_grace of {self.cancel_grace} s"
+        )
+
+    # -- submitting (any thread) ---------------------------------------------------------
+
+    def submit(self, task: TaskHandle[Any], priority: int) -> None:
+        """Pickle the call now (refusing what cannot travel), then queue it."""
+        self._check_accepting()
+        payload = dumps_checked(task.name, task._fn, task._args or (), task._kwargs or {})
+        with self.lock:
+            self._register(task)
+            self._push(_Job(task, payload, priority, next(self._seq)))
+            self._ensure_service()
+        self._wake()
+
+    def submit_map(self, task: MapHandle[Any], priority: int) -> None:
+        """Cut the items into chunks, pickle each now, and queue them as one task."""
+        self._check_accepting()
+        items = task._items or []
+        n = len(items)
+        if task._fixed_chunk:
+            size = task._chunk
+        else:
+            size = max(1, math.ceil(n / (self.max_workers * CHUNKS_PER_WORKER)))
+        state = _MapState(dumps_checked(f"map({task.name})", task._fn, (), {}))
+        name = task.name
+        jobs = [
+            _Job(task, dump_items(name, items, start, size), priority, 0, state, start, count)
+            for start in range(0, n, size)
+            if (count := min(size, n - start))
+        ]
+        with self.lock:
+            self._register(task)
+            task._chunks = len(jobs)
+            for job in jobs:
+                job.order = next(self._seq)
+                self._push(job)
+            if jobs:
+                self._ensure_service()
+        if not jobs:
+            task._items = None
+            task._settle(_SUCCEEDED, [], None)
+            return
+        self._wake()
+
+    def _push(self, job: _Job) -> None:
+        # Called with the lock held.
+        heapq.heappush(self._heap, (-job.priority, job.order, job))
+
+    def _check_accepting(self) -> None:
+        if not self._accepting:
+            raise ManagerShutdownError(
+                f"pool {self.name!r} is shut down; create a new WorkerManager to run more work"
+            )
+
+    def _register(self, task: TaskHandle[Any]) -> None:
+        # Called with the lock held.
+        self._check_accepting()
+        task._state = _QUEUED
+        self._queued += 1
+        self._submitted += 1
+
+    def _ensure_service(self) -> None:
+        # Called with the lock held: the first task starts the service thread.
+        if self._service is not None:
+            return
+        _register_exit_hook(self)
+        self._wake_r, self._wake_w = _SPAWN.Pipe(duplex=False)
+        self._service = threading.Thread(
+            target=self._serve, name=f"casare-{self.name}-service", daemon=True
+        )
+        self._service.start()
+
+    def _wake(self) -> None:
+        """Wake the service thread (any thread); at most one wake-up in flight.
+
+        Callers queue their work first, then wake: see ``_serve`` for the order that
+        makes a lost wake-up impossible.
+        """
+        if self._wake_pending:
+            return
+        with self._wake_lock:
+            writer = self._wake_w
+            if self._wake_pending or writer is None:
+                return
+            self._wake_pending = True
+            try:
+                writer.send_bytes(b"")
+            except (OSError, ValueError):  # closed: the service thread has ended
+                pass
+
+    # -- the protocol's accounting (called with the lock held) ------------------------------
+
+    def count_started(self) -> None:
+        """A queued task started running (called with the lock held)."""
+        self._queued -= 1
+        self._running += 1
+
+    def count_settled(self, previous: TaskState, state: TaskState) -> None:
+        """Count one terminal transition (called with the lock held)."""
+        if previous is _QUEUED:
+            self._queued -= 1
+        elif previous is _RUNNING:
+            self._running -= 1
+        else:
+            return
+        if state is _SUCCEEDED:
+            self._succeeded += 1
+        elif state is _FAILED:
+            self._failed += 1
+        else:
+            self._cancelled += 1
+
+    def on_cancel(self, task: TaskHandle[Any], was_running: bool) -> None:
+        """Nothing here: the done callback set at dispatch covers cancels and timeouts."""
+
+    # -- the service thread -------------------------------------------------------------
+
+    def _serve(self) -> None:
+        wake_r = self._wake_r
+        assert wake_r is not None
+        try:
+            while True:
+                by_conn = {
+                    slot.worker.conn: slot
+                    for slot in self._slots
+                    if slot.worker is not None and slot.worker.conn is not None
+                }
+                ready = wait([wake_r, *by_conn], self._next_deadline())
+                for conn in ready:
+                    if conn is wake_r:
+                        # Drain first, then clear: a wake-up sent in between would be
+                        # drained with the flag still set, and no later one would be
+                        # sent.  In this order a waker either sees the flag set (its
+                        # work, queued before, is handled below) or sends a new byte.
+                        _drain(wake_r)
+                        self._wake_pending = False
+                    else:
+                        self._read_progress(by_conn[conn])  # type: ignore[index]
+                self._handle_completions()
+                self._signal_ended()
+                self._handle_deadlines()
+                self._dispatch()
+                if self._stopping and self._drained():
+                    return
+        except BaseException:  # a bug of ours: say so loudly, then clean up below
+            logger.exception("pool %r: the service thread failed", self.name)
+            raise
+        finally:
+            self._close_everything()
+
+    def _next_deadline(self) -> float | None:
+        now = time.monotonic()
+        deadlines = [slot.kill_at for slot in self._slots if slot.kill_at is not None]
+        deadlines += [
+            slot.idle_since + self._idle_timeout
+            for slot in self._slots
+            if slot.worker is not None and not slot.jobs
+        ]
+        return max(0.0, min(deadlines) - now) if deadlines else None
+
+    def _read_progress(self, slot: _Slot) -> None:
+        worker = slot.worker
+        assert worker is not None
+        conn = worker.conn
+        assert conn is not None
+        try:
+            while conn.poll(0):
+                task_id, chunk, progress, status = conn.recv()
+                for job in slot.jobs:
+                    if job.task.id != task_id or (job.map is not None and job.start != chunk):
+                        continue
+                    if job.map is None:
+                        apply_progress(job.task, progress, status)
+                    else:
+                        job.partial = progress[0] if progress is not None else 0
+                        self._map_progress(job.task, job.map)
+                    break
+        except Exception:
+            # The process died mid-message (its executor reports the crash) or sent
+            # garbage: stop listening to it.
+            _close(conn)
+            worker.conn = None
+
+    def _map_progress(self, task: TaskHandle[Any], state: _MapState) -> None:
+        total = task._n  # type: ignore[attr-defined]
+        done = state.done + sum(job.partial for job in state.running)
+        apply_progress(task, (min(done, total), total), None)
+
+    def _completed(self, slot: _Slot, job: _Job, future: Future[bytes]) -> None:
+        # Runs on the executor's management thread: hand over, no work here.
+        self._completions.append((slot, job, future))
+        self._wake()
+
+    def _handle_completions(self) -> None:
+        while self._completions:
+            slot, job, future = self._completions.popleft()
+            with self.lock:
+                if job in slot.jobs:
+                    slot.jobs.remove(job)
+                if not slot.jobs:
+                    slot.idle_since = time.monotonic()
+                if not slot.abandoned():
+                    slot.kill_at = None
+            if job.map is not None:
+                job.map.running.discard(job)
+            if future.cancelled():  # only when the executor itself was shut down
+                job.task.cancel(reason="shutdown")
+                continue
+            exc = future.exception()
+            worker = job.worker
+            if isinstance(exc, BrokenProcessPool) and worker is not None:
+                how = self._retire(slot, worker, restart=True)
+                if worker.running.value != job.seq:
+                    # Handed to the process but never started: put it back, in its place.
+                    self._requeue(job)
+                elif worker.killed:
+                    job.task.cancel(reason=worker.kill_reason)  # no-op unless shutdown killed it
+                else:
+                    self._fail(job, self._crash_error(job, how, exc))
+            elif exc is not None:  # our call could not even be sent
+                self._fail(job, exc)
+            else:
+                self._finish(job, future.result())
+
+    def _requeue(self, job: _Job) -> None:
+        if job.task._finished:
+            return
+        job.worker = None
+        job.signalled = False
+        with self.lock:
+            self._push(job)
+
+    def _crash_error(self, job: _Job, how: str, cause: BaseException | None) -> BaseException:
+        error = WorkerCrashedError(
+            f"the worker process {how} while running {job.describe()}; pool {self.name!r} "
+            "replaced it and its other tasks go on.  (A crash in native code, os._exit() in "
+            "the task, or the OS killing the process, e.g. for lack of memory, all end "
+            "like this; if every task ends like this, the worker cannot start: look for "
+            "its traceback on stderr.)"
+        )
+        error.__cause__ = cause
+        return error
+
+    def _finish(self, job: _Job, data: bytes) -> None:
+        task = job.task
+        if data == _processworker.SKIPPED:
+            return  # the worker saw the task cancelled; it has ended already
+        try:
+            ok, value, text, progress, status = pickle.loads(data)
+        except Exception as exc:
+            error = SerializationError(
+                f"the outcome of {job.describe()} could not be unpickled in the GUI process "
+                f"({type(exc).__name__}: {exc}); return plain data whose classes are "
+                "importable here"
+            )
+            error.__cause__ = exc
+            self._fail(job, error)
+            return
+        if not ok:
+            self._fail(job, attach_remote_traceback(value, text))
+            return
+        state = job.map
+        if state is None:
+            apply_progress(task, progress, status)  # the final values precede the result
+            task._settle(_SUCCEEDED, value, None)
+            return
+        results = task._results  # type: ignore[attr-defined]
+        results[job.start : job.start + job.count] = value
+        state.done += job.count
+        total = task._n  # type: ignore[attr-defined]
+        if state.done >= total:
+            task._items = None  # type: ignore[attr-defined]
+            apply_progress(task, (total, total), None)
+            task._settle(_SUCCEEDED, results, None)
+        else:
+            self._map_progress(task, state)
+
+    def _fail(self, job: _Job, exc: BaseException) -> None:
+        job.task._settle(_FAILED, None, exc)
+
+    def _signal_ended(self) -> None:
+        """Tell workers about jobs whose task ended here (cancel, timeout, owner gone).
+
+        Every such job is sent its task id over the pipe (a job that has not started
+        yet skips itself; ``ctx.wait`` wakes up); the one a process is running also
+        gets the shared flag (``ctx.cancelled``), and ``cancel_grace`` to return.
+        """
+        now = time.monotonic()
+        for slot in self._slots:
+            worker = slot.worker
+            if worker is None:
+                continue
+            for job in slot.abandoned():
+                if worker.running.value == job.seq:
+                    worker.flag.value = job.task.id
+                if job.signalled:
+                    continue
+                job.signalled = True
+                if slot.kill_at is None:
+                    slot.kill_at = now + self.cancel_grace
+                conn = worker.conn
+                if conn is not None:
+                    try:
+                        conn.send_bytes(str(job.task.id).encode())
+                    except (OSError, ValueError):
+                        pass
+
+    def _handle_deadlines(self) -> None:
+        now = time.monotonic()
+        for slot in self._slots:
+            worker = slot.worker
+            if slot.jobs and worker is not None:
+                if self._abort:
+                    self._kill(worker, "shutdown")
+                elif slot.kill_at is not None and slot.kill_at <= now:
+                    running = worker.running.value
+                    if any(job.seq == running for job in slot.abandoned()):
+                        slot.kill_at = None
+                        self._kill(worker, "cancelled")
+                    elif slot.abandoned():  # still waiting behind a live job: look again
+                        slot.kill_at = now + self.cancel_grace
+                    else:
+                        slot.kill_at = None
+            elif (
+                worker is not None
+                and not slot.jobs
+                and (
+                    slot.idle_since + self._idle_timeout <= now
+                    or (self._stopping and not self._heap)
+                )
+            ):
+                self._retire(slot, worker, restart=False)  # idle too long: free the memory
+
+    def _kill(self, worker: _Worker, reason: str) -> None:
+        # Any thread.  The executor then fails the worker's futures (BrokenProcessPool).
+        process = worker.process
+        if process is None or worker.killed:
+            return
+        worker.killed = True
+        worker.kill_reason = reason
+        try:
+            process.kill()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def _pick_slot(self, job: _Job) -> _Slot | None:
+        # Called with the lock held: an idle slot first.  Else a map chunk may wait in
+        # the pipe of a worker busy with a chunk of the same map: that worker goes on
+        # to it without a hand-off through this process (which, on a saturated
+        # machine, costs a scheduling delay per chunk).  Never an independent task:
+        # it would be stuck behind a long task while another worker falls idle.
+        for slot in self._slots:
+            if not slot.jobs:
+                return slot
+        if job.map is None:
+            return None
+        for slot in self._slots:
+            worker = slot.worker
+            if (
+                len(slot.jobs) < PIPELINE
+                and worker is not None
+                and not worker.killed
+                and all(other.task is job.task for other in slot.jobs)
+                and not slot.abandoned()
+            ):
+                return slot
+        return None
+
+    def _dispatch(self) -> None:
+        with self.lock:
+            if self._abort:
+                dropped = [job for _, _, job in self._heap]
+                self._heap.clear()
+            else:
+                dropped = []
+        for job in dropped:  # shutting down with no time left: what is queued ends now
+            job.task.cancel(reason="shutdown")
+        while True:
+            with self.lock:
+                if not self._heap:
+                    return
+                slot = self._pick_slot(self._heap[0][2])
+                if slot is None:
+                    return
+                job = heapq.heappop(self._heap)[2]
+            if self._start(job):
+                self._run_on(slot, job)
+
+    def _start(self, job: _Job) -> bool:
+        task = job.task
+        state = job.map
+        if job.begun or (state is not None and state.started):
+            job.begun = True
+            return not task._finished
+        if not start_task(task, self):
+            return False
+        job.begun = True
+        if state is not None:
+            state.started = True
+        task.add_done_callback(self._task_done)
+        return True
+
+    def _task_done(self, task: TaskHandle[Any]) -> None:
+        # Runs on whichever thread ended the task.  Only an ending decided elsewhere
+        # (cancel, timeout, owner destroyed) needs the service thread's attention.
+        if threading.current_thread() is not self._service:
+            self._wake()
+
+    def _run_on(self, slot: _Slot, job: _Job) -> None:
+        task = job.task
+        for attempt in (1, 2):
+            worker = slot.worker
+            if worker is None:
+                try:
+                    worker = self._open(slot)
+                except Exception as exc:
+                    self._fail(job, exc)
+                    return
+            job.seq = next(self._seq)
+            try:
+                if job.map is None:
+                    future = worker.executor.submit(
+                        _processworker.run_call,
+                        job.seq,
+                        task.id,
+                        task.name,
+                        task._ctx_mode,
+                        job.payload,
+                    )
+                else:
+                    future = worker.executor.submit(
+                        _processworker.run_chunk,
+                        job.seq,
+                        task.id,
+                        task.name,
+                        job.start,
+                        job.map.fn_payload,
+                        job.payload,
+                    )
+            except BrokenProcessPool:
+                # The process died since its last job: replace it and try again.
+                self._retire(slot, worker, restart=True)
+                if attempt == 2:
+                    self._fail(job, WorkerCrashedError("could not start a worker process"))
+                    return
+                continue
+            except Exception as exc:  # e.g. the OS refused a new process
+                self._retire(slot, worker, restart=False)
+                self._fail(job, exc)
+                return
+            break
+        assert worker is not None
+        if worker.process is None:
+            processes = getattr(worker.executor, "_processes", None) or {}
+            worker.process = next(iter(processes.values()), None)
+        job.worker = worker
+        with self.lock:
+            slot.jobs.append(job)
+        if job.map is not None:
+            job.map.running.add(job)
+        future.add_done_callback(lambda f: self._completed(slot, job, f))
+
+    def _open(self, slot: _Slot) -> _Worker:
+        parent, child = _SPAWN.Pipe(duplex=True)
+        flag = _SPAWN.RawValue("q", 0)
+        running = _SPAWN.RawValue("q", 0)
+        executor = ProcessPoolExecutor(
+            1,
+            mp_context=_SPAWN,
+            initializer=_processworker.initialize,
+            initargs=(child, flag, running),
+        )
+        worker = _Worker(executor, parent, child, flag, running)
+        with self.lock:
+            slot.worker = worker
+            slot.idle_since = time.monotonic()
+        return worker
+
+    def _retire(self, slot: _Slot, worker: _Worker, *, restart: bool) -> str:
+        """Shut a worker's executor down (once); return how its process ended."""
+        if worker.retired:
+            return worker.how
+        worker.retired = True
+        with self.lock:
+            if slot.worker is worker:
+                slot.worker = None
+            if restart:
+                self._restarts += 1
+        for conn in (worker.conn, worker.child_conn):
+            if conn is not None:
+                _close(conn)
+        worker.conn = worker.child_conn = None
+        # Joins the executor's management thread, which has joined the process: quick
+        # for a dead process and for an idle one (it exits on the sentinel).
+        worker.executor.shutdown(wait=True, cancel_futures=True)
+        process = worker.process
+        if process is not None:
+            worker.how = f"(pid {process.pid}) {_exit_description(process.exitcode)}"
+        return worker.how
+
+    def _drained(self) -> bool:
+        with self.lock:
+            return not self._heap and all(not slot.jobs for slot in self._slots)
+
+    def _close_everything(self) -> None:
+        for slot in self._slots:
+            worker = slot.worker
+            if worker is None:
+                continue
+            if slot.jobs:  # only after a failure of the service thread itself
+                self._kill(worker, "shutdown")
+            self._retire(slot, worker, restart=False)
+        with self._wake_lock:
+            for conn in (self._wake_r, self._wake_w):
+                if conn is not None:
+                    _close(conn)
+            self._wake_w = None
+
+    # -- observing ------------------------------------------------------------------------
+
+    def statistics(self) -> PoolStatistics:
+        """Return a consistent snapshot of the counters."""
+        with self.lock:
+            busy = [slot for slot in self._slots if slot.jobs]
+            return PoolStatistics(
+                name=self.name,
+                kind=self.kind,
+                max_workers=self.max_workers,
+                workers=sum(1 for slot in self._slots if slot.worker is not None),
+                busy=len(busy),
+                abandoned=sum(1 for slot in busy if slot.abandoned()),
+                queued=self._queued,
+                running=self._running,
+                submitted=self._submitted,
+                succeeded=self._succeeded,
+                failed=self._failed,
+                cancelled=self._cancelled,
+                restarts=self._restarts,
+            )
+
+    def queued_tasks(self) -> list[TaskHandle[Any]]:
+        """Return the tasks still waiting (a snapshot)."""
+        with self.lock:
+            seen: dict[int, TaskHandle[Any]] = {}
+            for _, _, job in self._heap:
+                if job.task._state is _QUEUED:
+                    seen[job.task.id] = job.task
+            return list(seen.values())
+
+    def still_running(self) -> list[str]:
+        """Names of the tasks handed to a worker process that is still busy."""
+        with self.lock:
+            return [job.task.name for slot in self._slots for job in slot.jobs]
+
+    def threads(self) -> list[threading.Thread]:
+        """The pool's own live thread (the executors' threads end before it does)."""
+        service = self._service
+        return [service] if service is not None and service.is_alive() else []
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live worker processes (for tests and diagnostics)."""
+        with self.lock:
+            return [
+                worker.process.pid
+                for slot in self._slots
+                if (worker := slot.worker) is not None
+                and worker.process is not None
+                and worker.process.pid is not None
+            ]
+
+    # -- shutting down ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Refuse new work; queued work still runs."""
+        with self.lock:
+            self._accepting = False
+
+    def stop(self) -> None:
+        """Refuse new work; the processes exit once the queue is empty."""
+        with self.lock:
+            self._accepting = False
+            self._stopping = True
+        self._wake()
+
+    def join(self, deadline: float) -> bool:
+        """Wait for the processes to exit until ``deadline``, then kill what is left.
+
+        Unlike threads, processes can always be stopped: past the deadline, every busy
+        worker process is killed (its task ends cancelled with reason "shutdown") and
+        every task still queued is cancelled, so no process outlives the pool.
+        """
+        service = self._service
+        if service is None:
+            return True
+        service.join(max(0.0, deadline - time.monotonic()))
+        if service.is_alive():
+            self._emergency_stop("shutdown")
+            service.join(KILL_WAIT)
+        return not service.is_alive()
+
+    def _emergency_stop(self, reason: str) -> None:
+        """Kill every busy worker and drop the queue (any thread)."""
+        with self.lock:
+            self._accepting = False
+            self._stopping = True
+            self._abort = True
+            busy = [slot.worker for slot in self._slots if slot.jobs]
+        for worker in busy:
+            if worker is not None:
+                self._kill(worker, reason)
+        self._wake()
+
+    def __repr__(self) -> str:
+        return f"<ProcessPool {self.name!r} max_workers={self.max_workers}>"
+
+
+def _exit_description(code: int | None) -> str:
+    if code is None:
+        return "died"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name} (signal {-code})"
+    return f"exited with code {code}"
+
+
+def _drain(conn: Connection) -> None:
+    try:
+        while conn.poll(0):
+            conn.recv_bytes()
+    except (EOFError, OSError):
+        pass
+
+
+def _close(conn: Connection) -> None:
+    try:
+        conn.close()
+    except OSError:
+        pass
+
+
+# -- at interpreter exit --------------------------------------------------------------------
+
+# concurrent.futures joins every executor's management thread at exit, and that thread
+# waits for the call its process is running: one stuck task would hang the exit forever
+# if the application never shut its manager down.  This hook runs first (hooks run in
+# reverse order of registration, and concurrent.futures registered at import) and kills
+# the busy workers of every live pool, so the join returns at once.
+_live_pools: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
+_hook_lock = threading.Lock()
+_hook_registered = False
+
+
+def _register_exit_hook(pool: ProcessPool) -> None:
+    global _hook_registered
+    _live_pools.add(pool)
+    with _hook_lock:
+        if _hook_registered:
+            return
+        register = getattr(threading, "_register_atexit", None)
+        if register is None:  # pragma: no cover - every supported CPython has it
+            return
+        try:
+            register(_kill_all_workers)
+        except RuntimeError:  # the interpreter is already shutting down
+            return
+        _hook_registered = True
+
+
+def _kill_all_workers() -> None:
+    for pool in list(_live_pools):
+        pool._emergency_stop("shutdown")

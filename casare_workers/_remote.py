@@ -1,0 +1,201 @@
+"""What the pools that run work outside this process share (process and Dask pools).
+
+* :func:`dumps_checked` pickles a task's function and arguments on the submitting thread,
+  so that work that cannot travel is refused by ``submit`` with an error naming the
+  culprit, never as a hang or a crash later;
+* :func:`start_task` is the QUEUED -> RUNNING bookkeeping a thread does in
+  ``TaskHandle._pool_run`` (state, counters, ``started``, the timeout watchdog);
+* :func:`apply_progress` feeds progress that arrived from elsewhere into the delivery
+  engine's coalescing, exactly as ``TaskContext.progress`` does on a thread;
+* :class:`RemoteTraceback` carries the traceback text of an exception raised elsewhere
+  (attached as ``__cause__``, as ``concurrent.futures`` does, so the exception itself
+  is the user's own, unchanged).
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._errors import SerializationError
+from ._state import TaskState
+
+if TYPE_CHECKING:
+    from ._pool import Pool
+    from ._task import TaskHandle
+
+__all__ = (
+    "RemoteTraceback",
+    "apply_progress",
+    "attach_remote_traceback",
+    "describe",
+    "dump_items",
+    "dumps_checked",
+    "start_task",
+)
+
+_QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
+
+
+class RemoteTraceback(Exception):
+    """The formatted traceback of an exception raised in a worker process or on a cluster."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text}"""'
+
+
+def attach_remote_traceback(exc: BaseException, text: str | None) -> BaseException:
+    """Attach ``text`` (a remote traceback) as ``exc.__cause__``; return ``exc``."""
+    if text:
+        exc.__cause__ = RemoteTraceback(text)
+    return exc
+
+
+def describe(obj: object) -> str:
+    """A short ``repr (a Type)`` of ``obj`` for error messages."""
+    kind = type(obj).__qualname__
+    try:
+        text = repr(obj)
+    except Exception:  # a broken __repr__ must not hide the real problem
+        return f"a {kind}"
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} (a {kind})"
+
+
+def _offender(
+    dumps: Callable[[object], bytes], fn: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str, BaseException] | None:
+    """Find the first part of a call that cannot be pickled (slow path, errors only)."""
+    parts: list[tuple[str, object]] = [("the function", fn)]
+    parts += [(f"argument {i} ({describe(arg)})", arg) for i, arg in enumerate(args)]
+    parts += [
+        (f"keyword argument {key!r} ({describe(value)})", value) for key, value in kwargs.items()
+    ]
+    for label, part in parts:
+        try:
+            dumps(part)
+        except Exception as exc:
+            if part is fn:
+                label = f"the function {describe(fn)}"
+            return label, exc
+    return None
+
+
+def dumps_checked(
+    name: str,
+    fn: object,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    dumps: Callable[[object], bytes] | None = None,
+    where: str = "a worker process",
+) -> bytes:
+    """Pickle ``(fn, args, kwargs)`` for ``where``; raise naming the part that cannot be.
+
+    Raises:
+        SerializationError: Something cannot be pickled.  The message names the
+            function, the positional argument (by index) or the keyword argument, and
+            says what to do instead.
+    """
+    dump = dumps or _dumps
+    try:
+        return dump((fn, args, kwargs))
+    except Exception as exc:
+        found = _offender(dump, fn, args, kwargs)
+        label, cause = found if found is not None else ("the call", exc)
+        hint = (
+            "define the function at module level (lambdas, nested functions and bound "
+            "methods of unpicklable objects cannot be sent)"
+            if label.startswith("the function")
+            else "pass data that pickles (paths, bytes, numbers, plain containers) and "
+            "open files, locks, sockets or Qt objects inside the task instead"
+        )
+        raise SerializationError(
+            f"cannot run {name} in {where}: {label} cannot be pickled "
+            f"({type(cause).__name__}: {cause}); {hint}"
+        ) from cause
+
+
+def _dumps(obj: object) -> bytes:
+    return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+
+
+def dump_items(
+    name: str,
+    items: list[Any],
+    start: int,
+    size: int,
+    dumps: Callable[[object], bytes] | None = None,
+    where: str = "a worker process",
+) -> bytes:
+    """Pickle one chunk of a ``map``'s items; raise naming the item that cannot be."""
+    dump = dumps or _dumps
+    part = items[start : start + size]
+    try:
+        return dump(part)
+    except Exception:
+        for offset, item in enumerate(part):
+            try:
+                dump(item)
+            except Exception as exc:
+                raise SerializationError(
+                    f"cannot run map({name}) in {where}: item {start + offset} "
+                    f"({describe(item)}) cannot be pickled ({type(exc).__name__}: {exc}); "
+                    "pass data that pickles (paths, bytes, numbers, plain containers) instead"
+                ) from exc
+        raise
+
+
+def start_task(task: TaskHandle[Any], pool: Pool) -> bool:
+    """Move a queued task to RUNNING as a worker thread would; False if it must not run.
+
+    A task that was cancelled meanwhile is left alone; one whose owner died is cancelled.
+    Runs on the pool's dispatching thread, without the pool's lock held.
+    """
+    owner = task._owner
+    if owner is not None and not owner.alive:
+        task.cancel(reason="owner destroyed")  # never start work for a dead widget
+        return False
+    with pool.lock:
+        if task._state is not _QUEUED:
+            return False
+        task._state = _RUNNING
+        pool.count_started()
+        manager = task._manager
+        post_started = task._signals is not None or (
+            manager is not None and manager._wants_started
+        )
+        task._started_posted = post_started
+    task._started_at = time.perf_counter()
+    task._ran = True
+    if post_started:
+        task._engine.post(task._deliver_started)
+    if task._timeout is not None and manager is not None:
+        manager._watchdog.watch(task, task._timeout)
+    return True
+
+
+def apply_progress(
+    task: TaskHandle[Any], progress: tuple[int, int] | None, status: str | None
+) -> None:
+    """Record progress that arrived from elsewhere; the engine delivers it within a frame.
+
+    Runs on whichever thread received it (any thread).  Latest value wins, exactly as
+    ``TaskContext.progress`` on a thread.
+    """
+    if task._finished or (progress is None and status is None):
+        return
+    if progress is not None:
+        task._progress = progress
+    if status is not None:
+        task._status = status
+    if not task._progress_dirty:
+        task._progress_dirty = True
+        task._engine.mark_dirty(task)

@@ -1,0 +1,114 @@
+"""Task functions for tests/test_processpool.py, run inside the worker processes.
+
+Kept apart from the test module so that a worker importing them does not import
+pytest and pytest-qt (a third of a second per spawned process).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from typing import Any
+
+from PySide6.QtCore import QCoreApplication
+
+from casare_workers import TaskContext, Worker
+
+#: Seconds a task waits for a cancellation before giving up (a hang guard).
+WAIT = 30.0
+
+
+def child_facts() -> tuple[int, bool, int]:
+    """The worker's pid, whether it inherited a QCoreApplication (it must not), its nice."""
+    return os.getpid(), QCoreApplication.instance() is not None, os.nice(0)
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def raise_value_error(text: str) -> None:
+    raise ValueError(text)
+
+
+def count_to(n: int, ctx: TaskContext) -> int:
+    for i in range(n):
+        ctx.progress(i + 1, n)
+    ctx.status("counted")
+    return n
+
+
+def tutorial_style(progress_callback: Any) -> str:
+    progress_callback.emit(50)
+    return "ok"
+
+
+def wait_for_file(path: str, ctx: TaskContext) -> int:
+    """Report the pid, then wait until ``path`` exists; return the pid."""
+    ctx.status(f"pid {os.getpid()}")
+    while not os.path.exists(path):
+        if ctx.wait(0.01):
+            return -1
+    return os.getpid()
+
+
+def wait_for_cancel(ctx: TaskContext) -> bool:
+    ctx.status(f"pid {os.getpid()}")
+    return ctx.wait(WAIT)
+
+
+def ignore_cancel(ctx: TaskContext) -> None:
+    """A task that never looks at ctx: only killing its process stops it."""
+    ctx.status(f"pid {os.getpid()}")
+    threading.Event().wait()
+
+
+def exit_abruptly() -> None:
+    os._exit(3)
+
+
+def segfault() -> None:
+    ctypes.string_at(0)
+
+
+def return_a_lock() -> object:
+    return threading.Lock()
+
+
+class NeedsTwoArgs(Exception):
+    """An exception whose pickled form cannot be rebuilt (a classic)."""
+
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"{a}/{b}")
+
+
+def raise_unrebuildable() -> None:
+    raise NeedsTwoArgs(1, 2)
+
+
+def fail_on_seven(x: int) -> int:
+    if x == 7:
+        raise KeyError(x)
+    return x
+
+
+def wait_for_path_item(path: str) -> str:
+    while not os.path.exists(path):
+        threading.Event().wait(0.01)
+    return path
+
+
+def pid_of(_: object) -> int:
+    return os.getpid()
+
+
+class SquareWorker(Worker[int]):
+    def work(self) -> int:
+        return 4
+
+
+def exit_on_five(x: int) -> int:
+    if x == 5:
+        os._exit(5)
+    return x

@@ -1,0 +1,588 @@
+"""The process pool: real spawned worker processes, real crashes, real kills.
+
+Task functions live in ``tests/proc_tasks.py`` (the workers import them).  Most tests
+share one module-scoped manager so that its worker processes stay warm; each test
+must leave it idle (checked after every test).  Cross-process gates are files in
+``tmp_path`` that a task waits for with ``ctx.wait`` (a hand-over, not a timing bet).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QObject
+from pytestqt.qtbot import QtBot
+
+from casare_workers import (
+    PoolConfig,
+    PoolStatistics,
+    SerializationError,
+    TaskError,
+    TaskHandle,
+    TaskState,
+    TaskTimeoutError,
+    Worker,
+    WorkerCrashedError,
+    WorkerManager,
+)
+from casare_workers._processpool import ProcessPool, size_for_memory
+from casare_workers._processworker import NICENESS
+from casare_workers._remote import RemoteTraceback
+from casare_workers.pytest_plugin import assert_gui_thread, wait_for_handle
+from tests import proc_tasks as tasks
+
+#: Generous: spawning a worker imports PySide6 (0.3-1 s on a busy CI machine).
+WAIT = tasks.WAIT
+WAIT_MS = int(WAIT * 1000)
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+
+def _check_no_process_left(managers: list[WorkerManager], before: set[Any]) -> None:
+    for manager in managers:
+        report = manager.shutdown()
+        assert report.still_running == ()
+        assert manager.threads() == []
+        assert manager.live_tasks() == []
+    assert set(multiprocessing.active_children()) <= before
+
+
+@pytest.fixture(scope="module")
+def shared(qapp: Any) -> Iterator[WorkerManager]:
+    """One manager for the module: ``proc`` (2 workers, long grace), ``kill`` (short grace)."""
+    manager = WorkerManager(
+        pools={
+            "proc": PoolConfig(2, kind="process", cancel_grace=WAIT),
+            "kill": PoolConfig(1, kind="process", cancel_grace=0.1),
+        },
+        shutdown_timeout=10,
+    )
+    yield manager
+    _check_no_process_left([manager], set())
+
+
+@pytest.fixture
+def mgr(shared: WorkerManager, qtbot: QtBot) -> Iterator[WorkerManager]:
+    """The shared manager; the test must leave no task and no busy worker in it."""
+    yield shared
+    assert shared.wait_for_done(WAIT), f"tasks left behind: {shared.live_tasks()}"
+    # A worker whose task ended early (a cancelled map chunk) may need a moment to
+    # notice; one that never frees itself is a leak.
+    qtbot.waitUntil(
+        lambda: all(stats(shared, pool).busy == 0 for pool in ("proc", "kill")), timeout=WAIT_MS
+    )
+
+
+@pytest.fixture
+def make_manager(qapp: Any) -> Iterator[Callable[..., WorkerManager]]:
+    """Fresh managers with a ``"proc"`` process pool; none may leave a process behind."""
+    made: list[WorkerManager] = []
+    before = set(multiprocessing.active_children())
+
+    def make(workers: int = 1, **config: Any) -> WorkerManager:
+        manager = WorkerManager(
+            pools={"proc": PoolConfig(workers, kind="process", **config)}, shutdown_timeout=10
+        )
+        made.append(manager)
+        return manager
+
+    yield make
+    _check_no_process_left(made, before)
+
+
+def stats(manager: WorkerManager, pool: str = "proc") -> PoolStatistics:
+    return manager.statistics()[pool]
+
+
+def proc_pool(manager: WorkerManager, pool: str = "proc") -> ProcessPool:
+    found = manager._core.pools[pool]
+    assert isinstance(found, ProcessPool)
+    return found
+
+
+def pid_from_status(qtbot: QtBot, handle: Any) -> int:
+    qtbot.waitUntil(lambda: (handle.status_text or "").startswith("pid "), timeout=WAIT_MS)
+    return int(handle.status_text.split()[1])
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+def test_process_task_runs_in_a_spawned_worker(mgr: WorkerManager) -> None:
+    handle = mgr.options(pool="kill").submit(tasks.child_facts)
+    events: list[str] = []
+
+    def record(name: str) -> Callable[..., None]:
+        def slot(*_: object) -> None:
+            assert_gui_thread()
+            events.append(name)
+
+        return slot
+
+    for name in ("started", "result", "finished"):
+        getattr(handle.signals, name).connect(record(name))
+    pid, inherited_qt, niceness = wait_for_handle(handle, WAIT)
+    assert pid != os.getpid()
+    assert not inherited_qt  # spawn: a fresh interpreter, no copied Qt state
+    assert niceness == min(19, os.nice(0) + NICENESS)  # the GUI process wins the CPU
+    assert events == ["started", "result", "finished"]
+    assert proc_pool(mgr, "kill").worker_pids() == [pid]
+
+
+def test_process_error_arrives_unchanged_with_the_remote_traceback(mgr: WorkerManager) -> None:
+    handle = mgr.options(pool="proc").submit(tasks.raise_value_error, "bad input")
+    errors: list[TaskError] = []
+    handle.signals.error.connect(errors.append)
+    with pytest.raises(ValueError, match="bad input") as info:
+        wait_for_handle(handle, WAIT)
+    cause = info.value.__cause__
+    assert isinstance(cause, RemoteTraceback)
+    assert "raise_value_error" in cause.text
+    assert errors[0].exception is info.value
+    assert "RemoteTraceback" in errors[0].traceback
+    assert handle.state is TaskState.FAILED
+
+
+def test_process_ctx_progress_and_status_are_coalesced(mgr: WorkerManager) -> None:
+    handle = mgr.options(pool="proc").submit(tasks.count_to, 100_000)
+    progress: list[tuple[int, int]] = []
+    statuses: list[str] = []
+    handle.signals.progress.connect(lambda c, t: progress.append((c, t)))
+    handle.signals.status.connect(statuses.append)
+    assert wait_for_handle(handle, WAIT) == 100_000
+    assert progress[-1] == (100_000, 100_000)  # the final value always arrives
+    assert len(progress) < 1_000  # ... but not 100 000 signals
+    assert statuses == ["counted"]
+
+
+def test_process_progress_callback_style_is_supported(mgr: WorkerManager) -> None:
+    handle = mgr.options(pool="proc").submit(tasks.tutorial_style)
+    assert wait_for_handle(handle, WAIT) == "ok"
+    assert handle.progress == (50, 100)
+
+
+def test_process_map_chunks_automatically_and_keeps_order(mgr: WorkerManager) -> None:
+    before = stats(mgr)
+    handle = mgr.options(pool="proc").map(tasks.square, range(2000))
+    assert wait_for_handle(handle, WAIT) == [x * x for x in range(2000)]
+    assert handle.chunks == 2 * 4  # CHUNKS_PER_WORKER per worker, not 2000 round trips
+    assert handle.progress == (2000, 2000)
+    after = stats(mgr)
+    assert after.submitted - before.submitted == after.succeeded - before.succeeded == 1
+
+
+def test_process_map_spreads_over_the_workers(
+    mgr: WorkerManager, qtbot: QtBot, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    # Park one worker, so that the map must run on the other one, then release it.
+    parked = mgr.options(pool="proc").submit(tasks.wait_for_file, str(gate))
+    parked_pid = pid_from_status(qtbot, parked)
+    handle = mgr.options(pool="proc").map(tasks.pid_of, range(4), chunksize=1)
+    qtbot.waitUntil(lambda: (handle.progress or (0, 0))[0] >= 1, timeout=WAIT_MS)
+    gate.touch()
+    pids = wait_for_handle(handle, WAIT)
+    assert wait_for_handle(parked, WAIT) == parked_pid
+    assert len(pids) == 4
+    assert os.getpid() not in pids
+    assert any(pid != parked_pid for pid in pids)
+
+
+def test_process_map_error_names_the_item(mgr: WorkerManager) -> None:
+    handle = mgr.options(pool="proc").map(tasks.fail_on_seven, range(20), chunksize=5)
+    with pytest.raises(KeyError) as info:
+        wait_for_handle(handle, WAIT)
+    assert "raised by item 7 of map(fail_on_seven)" in (info.value.__notes__ or [])
+
+
+def test_process_empty_map_succeeds_without_a_worker(
+    make_manager: Callable[..., WorkerManager],
+) -> None:
+    manager = make_manager()
+    assert wait_for_handle(manager.options(pool="proc").map(tasks.square, []), WAIT) == []
+    assert proc_pool(manager).threads() == []
+
+
+def test_process_priority_orders_the_queue(
+    mgr: WorkerManager, qtbot: QtBot, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    blocker = mgr.options(pool="kill").submit(tasks.wait_for_file, str(gate))
+    pid_from_status(qtbot, blocker)
+    order: list[int] = []
+    low = [mgr.options(pool="kill").submit(tasks.square, x) for x in (1, 2)]
+    high = mgr.options(pool="kill", priority=5).submit(tasks.square, 3)
+    for handle in (*low, high):
+        handle.then(order.append)
+    gate.touch()
+    assert mgr.wait_for_done(WAIT)
+    assert order == [9, 1, 4]
+
+
+def test_process_pool_runs_a_plain_function_worker(mgr: WorkerManager, qtbot: QtBot) -> None:
+    worker: Worker[int] = Worker(tasks.square, 7)
+    with qtbot.waitSignal(worker.signals.result, timeout=WAIT_MS) as blocker:
+        mgr.options(pool="proc").start(worker)
+    assert blocker.args == [49]
+
+
+def test_process_handle_future_works_from_another_thread(mgr: WorkerManager, qtbot: QtBot) -> None:
+    handle = mgr.options(pool="proc").submit(tasks.square, 6)
+    results: list[int] = []
+    thread = threading.Thread(target=lambda: results.append(handle.future.result(WAIT)))
+    thread.start()
+    qtbot.waitUntil(lambda: not thread.is_alive(), timeout=WAIT_MS)
+    assert results == [36]
+
+
+def test_process_many_small_tasks_from_several_threads_all_complete(mgr: WorkerManager) -> None:
+    """Wake-ups from many threads at once must never be lost (a stuck pool is a hang)."""
+    opts = mgr.options(pool="proc")
+    handles: list[TaskHandle[int]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(4, timeout=WAIT)
+
+    def submit_many(base: int) -> None:
+        start.wait()
+        for x in range(base, base + 150):
+            handle = opts.submit(tasks.square, x)
+            with lock:
+                handles.append(handle)
+
+    threads = [threading.Thread(target=submit_many, args=(i * 1000,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert len(handles) == 600
+    assert all(h.wait(WAIT) for h in handles)
+    assert sorted(h.result(0) for h in handles) == sorted(
+        x * x for i in range(4) for x in range(i * 1000, i * 1000 + 150)
+    )
+
+
+# -- cancellation and timeouts ------------------------------------------------------------
+
+
+def test_process_cancel_running_task_stops_it_cooperatively(
+    mgr: WorkerManager, qtbot: QtBot
+) -> None:
+    restarts = stats(mgr).restarts
+    handle = mgr.options(pool="proc").submit(tasks.wait_for_cancel)
+    pid = pid_from_status(qtbot, handle)
+    with qtbot.waitSignal(handle.signals.cancelled, timeout=WAIT_MS):
+        assert handle.cancel()
+    assert handle.state is TaskState.CANCELLED
+    # The function saw ctx.wait return True and returned: its process lives on.
+    qtbot.waitUntil(lambda: stats(mgr).busy == 0, timeout=WAIT_MS)
+    assert pid in proc_pool(mgr).worker_pids()
+    assert stats(mgr).restarts == restarts
+
+
+def test_process_cancel_uncooperative_task_kills_its_process_after_the_grace(
+    mgr: WorkerManager, qtbot: QtBot
+) -> None:
+    restarts = stats(mgr, "kill").restarts
+    handle = mgr.options(pool="kill").submit(tasks.ignore_cancel)
+    pid = pid_from_status(qtbot, handle)
+    assert handle.cancel()
+    assert handle.state is TaskState.CANCELLED  # at once, as on threads
+    qtbot.waitUntil(lambda: stats(mgr, "kill").restarts == restarts + 1, timeout=WAIT_MS)
+    new_pid = wait_for_handle(mgr.options(pool="kill").submit(tasks.child_facts), WAIT)[0]
+    assert new_pid != pid
+
+
+def test_process_timeout_fails_the_task_and_replaces_the_process(
+    mgr: WorkerManager, qtbot: QtBot
+) -> None:
+    restarts = stats(mgr, "kill").restarts
+    handle = mgr.options(pool="kill", timeout=0.3).submit(tasks.ignore_cancel)
+    with pytest.raises(TaskTimeoutError, match="killed and replaced"):
+        wait_for_handle(handle, WAIT)
+    qtbot.waitUntil(lambda: stats(mgr, "kill").restarts == restarts + 1, timeout=WAIT_MS)
+    assert wait_for_handle(mgr.options(pool="kill").submit(tasks.square, 4), WAIT) == 16
+
+
+def test_process_map_cancel_stops_between_items(
+    mgr: WorkerManager, qtbot: QtBot, tmp_path: Path
+) -> None:
+    restarts = stats(mgr).restarts
+    gate = tmp_path / "gate"
+    items = [str(gate)] * 20
+    # Four chunks on two workers: each runs one and has the next waiting in its pipe.
+    handle = mgr.options(pool="proc").map(tasks.wait_for_path_item, items, chunksize=5)
+    qtbot.waitUntil(lambda: stats(mgr).busy == 2, timeout=WAIT_MS)
+    assert handle.cancel()
+    gate.touch()  # item 0 returns; the running chunks see the cancel flag before item 1,
+    # the waiting ones skip themselves when they start
+    qtbot.waitUntil(lambda: stats(mgr).busy == 0, timeout=WAIT_MS)
+    assert stats(mgr).restarts == restarts  # stopped by itself, long before the grace
+
+
+def test_process_owner_destroyed_cancels_the_running_task(
+    mgr: WorkerManager, qtbot: QtBot
+) -> None:
+    owner = QObject()
+    handle = mgr.options(pool="proc", owner=owner).submit(tasks.wait_for_cancel)
+    pid = pid_from_status(qtbot, handle)
+    owner.deleteLater()
+    qtbot.waitUntil(handle.cancelled, timeout=WAIT_MS)
+    assert handle.cancel_reason == "owner destroyed"
+    qtbot.waitUntil(lambda: stats(mgr).busy == 0, timeout=WAIT_MS)
+    assert pid in proc_pool(mgr).worker_pids()
+
+
+# -- crashes ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("crash", "expected"),
+    [
+        ("exit", "exited with code 3"),
+        ("segfault", "SIGSEGV"),
+        ("killed", "SIGKILL"),
+    ],
+)
+def test_process_crash_fails_only_its_task_and_the_pool_recovers(
+    mgr: WorkerManager, qtbot: QtBot, tmp_path: Path, crash: str, expected: str
+) -> None:
+    before = stats(mgr)
+    opts = mgr.options(pool="proc")
+    gate = tmp_path / "gate"
+    survivor = opts.submit(tasks.wait_for_file, str(gate))  # busy on the other worker
+    survivor_pid = pid_from_status(qtbot, survivor)
+    victim: TaskHandle[Any]
+    if crash == "exit":
+        victim = opts.submit(tasks.exit_abruptly)
+    elif crash == "segfault":
+        victim = opts.submit(tasks.segfault)
+    else:
+        victim = opts.submit(tasks.wait_for_cancel)
+    queued = [opts.submit(tasks.square, x) for x in range(5)]
+    if crash == "killed":  # the OS kills it (as the OOM killer would)
+        os.kill(pid_from_status(qtbot, victim), signal.SIGKILL)
+    with pytest.raises(WorkerCrashedError, match=expected) as info:
+        wait_for_handle(victim, WAIT)
+    assert repr(victim.name) in str(info.value)
+    assert [wait_for_handle(h, WAIT) for h in queued] == [0, 1, 4, 9, 16]  # nothing lost
+    gate.touch()
+    assert wait_for_handle(survivor, WAIT) == survivor_pid  # its process never noticed
+    after = stats(mgr)
+    assert after.failed - before.failed == 1
+    assert after.succeeded - before.succeeded == 6
+    assert after.restarts - before.restarts == 1
+
+
+def test_process_crash_is_blamed_on_the_chunk_that_was_running(mgr: WorkerManager) -> None:
+    # One worker, chunks of one item: chunk 6 already waits in the worker's pipe when
+    # chunk 5 kills the process; the error must name chunk 5.
+    handle = mgr.options(pool="kill").map(tasks.exit_on_five, range(10), chunksize=1)
+    with pytest.raises(WorkerCrashedError, match=r"exited with code 5 while running items 5-5"):
+        wait_for_handle(handle, WAIT)
+
+
+def test_process_crash_in_a_map_fails_the_map_only(mgr: WorkerManager) -> None:
+    opts = mgr.options(pool="kill")
+    handle = opts.map(os._exit, [5], chunksize=1)
+    with pytest.raises(WorkerCrashedError, match=r"items 0-0 of map\(_exit\)"):
+        wait_for_handle(handle, WAIT)
+    assert wait_for_handle(opts.submit(tasks.square, 3), WAIT) == 9
+
+
+# -- what cannot cross the process boundary ------------------------------------------------
+
+
+class _Holder:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+def test_process_submit_refuses_what_cannot_be_pickled(
+    make_manager: Callable[..., WorkerManager],
+) -> None:
+    manager = make_manager()
+    opts = manager.options(pool="proc")
+    with pytest.raises(
+        SerializationError, match=r"the function <function .*<lambda>.*module level"
+    ):
+        opts.submit(lambda: 1)
+    with pytest.raises(SerializationError, match=r"argument 1 \(<unlocked _thread.lock"):
+        opts.submit(tasks.square, 1, threading.Lock())
+    with pytest.raises(SerializationError, match=r"keyword argument 'holder' \(.*_Holder"):
+        opts.submit(tasks.square, holder=_Holder())
+    with pytest.raises(SerializationError, match=r"map\(square\).*item 2 \(<unlocked _thread"):
+        opts.map(tasks.square, [1, 2, threading.Lock()])
+    with pytest.raises(SerializationError, match=r"the function <bound method SquareWorker"):
+        opts.start(tasks.SquareWorker())  # a QRunnable subclass cannot travel
+    # Refused before anything was queued or started: no task, no thread, no process.
+    assert manager.live_tasks() == []
+    assert stats(manager).submitted == 0
+    assert proc_pool(manager).threads() == []
+
+
+def test_process_result_or_exception_that_cannot_travel_fails_only_that_task(
+    mgr: WorkerManager,
+) -> None:
+    restarts = stats(mgr).restarts
+    opts = mgr.options(pool="proc")
+    with pytest.raises(SerializationError, match=r"result of task 'return_a_lock'"):
+        wait_for_handle(opts.submit(tasks.return_a_lock), WAIT)
+    with pytest.raises(SerializationError, match=r"raised NeedsTwoArgs: 1/2") as info:
+        wait_for_handle(opts.submit(tasks.raise_unrebuildable), WAIT)
+    assert isinstance(info.value.__cause__, RemoteTraceback)
+    assert "NeedsTwoArgs" in info.value.__cause__.text
+    assert wait_for_handle(opts.submit(tasks.square, 5), WAIT) == 25
+    assert stats(mgr).restarts == restarts
+
+
+# -- shutting down, idling, sizing ----------------------------------------------------------
+
+
+def test_process_shutdown_kills_stuck_workers_and_leaves_nothing(
+    make_manager: Callable[..., WorkerManager], qtbot: QtBot
+) -> None:
+    manager = make_manager(2, cancel_grace=60)
+    opts = manager.options(pool="proc")
+    handles: list[TaskHandle[Any]] = [opts.submit(tasks.ignore_cancel) for _ in range(2)]
+    for handle in handles:
+        pid_from_status(qtbot, handle)
+    handles.append(opts.submit(tasks.square, 2))  # queued behind them
+    report = manager.shutdown(0.5)
+    assert report.cancelled == 3
+    assert report.still_running == ()
+    assert all(h.cancel_reason == "shutdown" for h in handles)
+    assert proc_pool(manager).worker_pids() == []
+    assert manager.threads() == []
+
+
+def test_process_shutdown_without_cancel_lets_queued_work_finish(
+    make_manager: Callable[..., WorkerManager],
+) -> None:
+    manager = make_manager(1)
+    handles = [manager.options(pool="proc").submit(tasks.square, x) for x in range(4)]
+    report = manager.shutdown(WAIT, cancel_pending=False)
+    assert report.cancelled == 0
+    assert [h.result(0) for h in handles] == [0, 1, 4, 9]
+
+
+def test_process_idle_workers_exit_after_the_idle_timeout(
+    make_manager: Callable[..., WorkerManager], qtbot: QtBot
+) -> None:
+    manager = make_manager(1, idle_timeout=0.2)
+    assert wait_for_handle(manager.options(pool="proc").submit(tasks.square, 2), WAIT) == 4
+    qtbot.waitUntil(lambda: stats(manager).workers == 0, timeout=WAIT_MS)
+    assert manager.threads() != []  # the service thread stays, without a process
+    # ... and the next task starts a new process.
+    assert wait_for_handle(manager.options(pool="proc").submit(tasks.square, 3), WAIT) == 9
+
+
+def test_default_cpu_pool_is_a_lazy_process_pool(manager: WorkerManager) -> None:
+    cpu = stats(manager, "cpu")
+    assert cpu.kind == "process"
+    assert cpu.max_workers == max(1, (os.cpu_count() or 1) - 1)
+    assert cpu.workers == 0  # nothing is started before the first task
+    assert manager.threads() == []
+
+
+def test_size_for_memory_follows_the_seed_rule() -> None:
+    gib = 2**30
+    assert size_for_memory(8, gib, 3 * gib) == 2  # 3 GiB / (1 GiB * 1.5)
+    assert size_for_memory(2, gib, 30 * gib) == 2  # never more than asked
+    assert size_for_memory(8, 4 * gib, gib) == 1  # never fewer than one
+    assert size_for_memory(8, None, gib) == 8
+    assert size_for_memory(8, gib, None) == 8  # unknown memory: no cap
+
+
+def test_memory_per_worker_caps_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("casare_workers._processpool.available_memory", lambda: 3 * 2**30)
+    pool = ProcessPool("p", PoolConfig(8, kind="process", memory_per_worker=2**30))
+    assert pool.max_workers == 2
+
+
+@pytest.mark.slow
+def test_process_exit_without_shutdown_does_not_hang(tmp_path: Path) -> None:
+    """An app that never shuts its manager down must still exit (no stuck worker join)."""
+    script = tmp_path / "app.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import threading
+            from PySide6.QtCore import QCoreApplication
+            from casare_workers import PoolConfig, WorkerManager
+
+            def stuck(ctx):
+                ctx.status("running")
+                threading.Event().wait()
+
+            if __name__ == "__main__":
+                app = QCoreApplication([])
+                manager = WorkerManager(pools={"p": PoolConfig(1, kind="process")})
+                handle = manager.options(pool="p").submit(stuck)
+                while handle.status_text is None:
+                    app.processEvents()
+                print("worker running; exiting without shutdown", flush=True)
+            """
+        )
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"exiting without shutdown" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs pidfd_open (Linux)")
+def test_process_worker_exits_when_the_gui_process_is_killed(tmp_path: Path) -> None:
+    """A worker stuck in a task must not outlive a GUI process that was killed."""
+    script = tmp_path / "app.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, signal, threading
+            from PySide6.QtCore import QCoreApplication
+            from casare_workers import PoolConfig, WorkerManager
+
+            def stuck(ctx):
+                ctx.status(str(os.getpid()))
+                threading.Event().wait()
+
+            if __name__ == "__main__":
+                app = QCoreApplication([])
+                manager = WorkerManager(pools={"p": PoolConfig(1, kind="process")})
+                handle = manager.options(pool="p").submit(stuck)
+                while handle.status_text is None:
+                    app.processEvents()
+                print(handle.status_text, flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+            """
+        )
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()
+    worker = int(done.stdout)
+    try:
+        fd = os.pidfd_open(worker)
+    except ProcessLookupError:
+        return  # already gone
+    try:
+        readable, _, _ = select.select([fd], [], [], WAIT)  # readable once it has exited
+        assert readable, f"worker {worker} outlived its killed GUI process"
+    finally:
+        os.close(fd)
