@@ -14,13 +14,14 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QMessageLogContext, QTimer, QtMsgType, qInstallMessageHandler
 from PySide6.QtWidgets import QApplication
 
-from casare_workers import WorkerManager, attach_loop
+from casare_workers import PoolConfig, WorkerManager, attach_loop
 from demo_app.window import DemoWindow
 
 __all__ = ("SCENARIO", "main", "run_scenario")
@@ -33,6 +34,7 @@ SCENARIO: tuple[tuple[float, str], ...] = (
     (1.2, "cpu"),
     (1.8, "async"),
     (2.4, "io"),
+    (5.0, "crash"),
 )
 
 # The offscreen platform warns about features it does not have; they do not matter here.
@@ -60,6 +62,51 @@ def run_scenario(window: DemoWindow, scenario: tuple[tuple[float, str], ...] = S
             QTimer.singleShot(int(at * 1000), window, button.click)
 
 
+def make_manager(dask: str | None = None) -> tuple[WorkerManager, Callable[[], None]]:
+    """The demo's manager and a function that releases what it started.
+
+    The default pools, a thread twin of ``cpu`` (same size) for the threads-vs-processes
+    comparison, and a Dask pool when ``dask`` names a scheduler (``"local"`` starts a
+    ``LocalCluster`` of two worker processes on loopback).
+    """
+    # The demo uses every core for the cpu pool (the library's default leaves one to the
+    # GUI) so that the threads-vs-processes comparison shows the speed-up even on a
+    # 2-core machine; cpu_threads is its same-size thread twin.
+    cpu = os.cpu_count() or 1
+    pools: dict[str, int | PoolConfig] = {
+        "cpu": PoolConfig(cpu, kind="process", idle_timeout=300),
+        "cpu_threads": PoolConfig(cpu),
+    }
+    close: Callable[[], None] = lambda: None  # noqa: E731 - a no-op default
+    if dask == "local":
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)  # type: ignore[no-untyped-call]
+        pools["dask"] = PoolConfig(2, kind="dask", client=client)
+
+        def close() -> None:
+            client.close()  # type: ignore[no-untyped-call]
+            cluster.close()
+
+    elif dask is not None:
+        pools["dask"] = PoolConfig(cpu, kind="dask", address=dask)
+    return WorkerManager(pools=pools), close
+
+
+def warm_up(manager: WorkerManager) -> None:
+    """Start the cpu pool's worker processes now.
+
+    So the first CPU batch measures work, not process start-up (each worker imports
+    Python, Qt and the library once).
+    """
+    opts = manager.options(pool="cpu", name="warm-up")
+    for _ in range(manager.statistics()["cpu"].max_workers):
+        opts.submit(time.sleep, 0.3)  # overlapping, so every worker process is started
+
+
 def _run_event_loop(app: QApplication, manager: WorkerManager) -> int:
     """Run the Qt event loop as a qasync asyncio loop (the async launcher needs one).
 
@@ -85,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo_app", description="casare_workers demo")
     parser.add_argument("--screenshot", type=Path, help="write a PNG of the window here")
     parser.add_argument("--run-for", type=float, help="run the scripted scenario, then quit")
+    parser.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="add a Dask pool on this scheduler ('local' starts a LocalCluster)",
+    )
     args = parser.parse_args(argv)
     if not _has_display():
         print("demo_app: no display found; running the scripted scenario offscreen.")
@@ -96,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     qInstallMessageHandler(_qt_messages)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
-    manager = WorkerManager()
+    manager, release = make_manager(args.dask)
+    warm_up(manager)
     window = DemoWindow(manager)
     window.resize(1280, 860)
     window.show()
@@ -118,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         QTimer.singleShot(500, lambda: window.grab().save(str(args.screenshot)))
     code = _run_event_loop(app, manager)
     report = manager.shutdown()
+    release()
     if not report.clean:
         print(f"demo_app: still running at exit: {', '.join(report.still_running)}")
     return code

@@ -47,7 +47,8 @@ class PoolPanel(QGroupBox):
             self.values[field] = value
         layout.addLayout(grid, 0)
         self.plot = pg.PlotWidget()
-        self.plot.setMinimumHeight(120)
+        self.plot.setMinimumHeight(110)
+        self.plot.setMaximumHeight(200)
         self.plot.setXRange(-HISTORY, 0, padding=0)
         self.plot.setLabel("bottom", "seconds ago")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
@@ -109,6 +110,8 @@ class PoolPanel(QGroupBox):
         self._queued.setData(x, data[:, 2])
         self._throughput.setData(x, data[:, 3])
         self._right.setYRange(0, max(1.0, float(data[:, 3].max()) * 1.1), padding=0)
+        top = max(1.0, float(data[:, 1:3].max()) * 1.1)
+        self.plot.setYRange(0, top, padding=0)
 
 
 class StallMeter(QLabel):

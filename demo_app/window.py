@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from casare_workers import (
     LongJob,
     ManagerStatistics,
+    PoolStatistics,
     ProgressBarDelegate,
     TaskError,
     TaskTableModel,
@@ -37,7 +38,14 @@ from casare_workers import (
 from demo_app.panels import PoolPanel, StallMeter
 from demo_app.ports.installer import DEMO_COMMAND, InstallerDialog
 from demo_app.ports.migration import InMemoryMigration, MigrationDialog
-from demo_app.workloads import IndexJob, LocalServer, count_primes, fetch, normalise
+from demo_app.workloads import (
+    IndexJob,
+    LocalServer,
+    count_primes,
+    crash_the_process,
+    fetch,
+    normalise,
+)
 
 __all__ = ("DemoWindow",)
 
@@ -85,8 +93,10 @@ class DemoWindow(QMainWindow):
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(8)
         stats = manager.statistics()
-        for i, (name, pool_stats) in enumerate(stats.pools.items()):
-            panel = PoolPanel(name, pool_stats.kind, pools)
+        kinds = [(name, pool_stats.kind) for name, pool_stats in stats.pools.items()]
+        kinds.append(("jobs", "long jobs"))
+        for i, (name, kind) in enumerate(kinds):
+            panel = PoolPanel(name, kind, pools)
             grid.addWidget(panel, i // 3, i % 3)
             self.panels[name] = panel
         splitter.addWidget(pools)
@@ -165,6 +175,7 @@ class DemoWindow(QMainWindow):
             ("migration", "Migration (long job)", self.launch_migration),
             ("installer", "Installer (subprocess)", self.launch_installer),
             ("async", "Async sequence", self.launch_async_sequence),
+            ("crash", "Crash a process", self.launch_crash),
         ]
 
     def launch_io_burst(self) -> None:
@@ -183,19 +194,54 @@ class DemoWindow(QMainWindow):
             handle.then(one_done, one_done, context=self)
 
     def launch_cpu_batch(self) -> None:
-        """A pure-Python batch on the cpu pool.  GUI thread."""
+        """The same pure-Python batch on threads, then on processes.  GUI thread.
+
+        Threads share one GIL, so they take turns (and the GUI waits for its turn too);
+        the ``cpu`` pool's processes each have their own.  The status line shows the
+        speed-up.
+        """
         count = 2 * (os.cpu_count() or 1)
-        opts = self.manager.options(pool="cpu", owner=self, name="count_primes")
-        began = time.perf_counter()
-        handle = opts.map(count_primes, [PRIME_LIMIT] * count, chunksize=1)
-        pool = handle.pool
-        handle.then(
-            lambda _: self.report(
-                f"CPU batch: {count} tasks on the {pool} pool in "
-                f"{time.perf_counter() - began:.2f} s"
+        items = [PRIME_LIMIT] * count
+        times: dict[str, float] = {}
+
+        def run(pool: str, then: Callable[[], None] | None) -> None:
+            began = time.perf_counter()
+            opts = self.manager.options(pool=pool, owner=self, name=f"count_primes ({pool})")
+
+            def done(_: object) -> None:
+                times[pool] = time.perf_counter() - began
+                if then is not None:
+                    then()
+                else:
+                    threads, processes = times["cpu_threads"], times["cpu"]
+                    self.report(
+                        f"CPU batch of {count}: threads {threads:.2f} s, processes "
+                        f"{processes:.2f} s: {threads / processes:.1f}x the speed on processes"
+                    )
+
+            opts.map(count_primes, items, chunksize=1).then(done, context=self)
+
+        run("cpu_threads", lambda: run("cpu", None))
+
+    def launch_crash(self) -> None:
+        """A task that kills its worker process: only that task fails.  GUI thread."""
+        opts = self.manager.options(pool="cpu", owner=self, name="crash_the_process")
+        survivors = [
+            self.manager.options(pool="cpu", owner=self, name="count_primes").submit(
+                count_primes, PRIME_LIMIT // 4
+            )
+            for _ in range(3)
+        ]
+        crash = opts.submit(crash_the_process, "segfault")
+        crash.then(
+            None,
+            lambda error: self.report(
+                f"crash: {type(error.exception).__name__}; the other tasks went on"
             ),
             context=self,
         )
+        for handle in survivors:
+            handle.then(lambda _: None, context=self)
 
     def launch_map(self) -> None:
         """A 20 000-item map with aggregate progress.  GUI thread."""
@@ -338,6 +384,24 @@ class DemoWindow(QMainWindow):
             panel = self.panels.get(name)
             if panel is not None:
                 panel.update_statistics(pool_stats, now)
+        jobs = stats.jobs
+        self.panels["jobs"].update_statistics(
+            PoolStatistics(
+                name="jobs",
+                kind="long jobs",
+                max_workers=jobs.live,
+                workers=jobs.live,
+                busy=jobs.running,
+                abandoned=0,
+                queued=jobs.paused,
+                running=jobs.running,
+                submitted=jobs.started,
+                succeeded=jobs.succeeded,
+                failed=jobs.failed,
+                cancelled=jobs.cancelled,
+            ),
+            now,
+        )
         total = sum(s.submitted for s in stats.pools.values())
         live = stats.live_tasks
         failed = sum(s.failed for s in stats.pools.values())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import random
 import socketserver
 import subprocess
@@ -21,7 +22,15 @@ from typing import Any
 
 from casare_workers import JobContext, LongJob, TaskContext
 
-__all__ = ("IndexJob", "LocalServer", "count_primes", "fetch", "normalise", "serve")
+__all__ = (
+    "IndexJob",
+    "LocalServer",
+    "count_primes",
+    "crash_the_process",
+    "fetch",
+    "normalise",
+    "serve",
+)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -102,6 +111,15 @@ def count_primes(limit: int) -> int:
         else:
             count += 1
     return count
+
+
+def crash_the_process(how: str) -> None:
+    """Kill the worker process running this (native code gone wrong, or the OOM killer)."""
+    if how == "segfault":
+        import ctypes
+
+        ctypes.string_at(0)  # reads address 0: SIGSEGV
+    os._exit(3)
 
 
 def normalise(value: int) -> float:
