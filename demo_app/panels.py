@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from typing import ClassVar
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QGroupBox,
+    QLabel,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from casare_workers import PoolStatistics
 
@@ -22,59 +30,60 @@ pg.setConfigOptions(antialias=False, background="w", foreground="#444")
 
 
 class PoolPanel(QGroupBox):
-    """Counters and a one-minute plot (busy workers, queued tasks, throughput) of a pool."""
+    """Counters and a one-minute plot (busy workers, queued tasks, throughput) of a pool.
+
+    The plot is kept cheap on purpose (one axis, no legend, no grid): pyqtgraph draws
+    axes and legends in Python on the GUI thread, and six panels redrawing them cost
+    more than a frame.  The curves' colours are those of the counters' captions; the
+    throughput curve is scaled to the plot's height (its value is in "per s").
+    """
 
     FIELDS = ("max", "busy", "queued", "done", "failed", "cancelled", "per s")
+    CURVES: ClassVar[dict[str, str]] = {"busy": "#1565c0", "queued": "#ef6c00", "per s": "#2e7d32"}
 
-    def __init__(self, name: str, kind: str, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        parent: QWidget | None = None,
+        captions: tuple[str, ...] | None = None,
+    ) -> None:
         super().__init__(f"{name}  ·  {kind}", parent)
         self.setObjectName(f"pool-{name}")
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(8, 8, 8, 8)
-        layout.setSpacing(6)
+        layout.setContentsMargins(8, 6, 8, 6)
+        layout.setSpacing(4)
         grid = QGridLayout()
         grid.setHorizontalSpacing(10)
         grid.setVerticalSpacing(0)
         self.values: dict[str, QLabel] = {}
         for column, field in enumerate(self.FIELDS):
-            caption = QLabel(field)
-            caption.setStyleSheet("color: #777; font-size: 10px;")
+            text = captions[column] if captions is not None else field
+            caption = QLabel(text)
+            color = self.CURVES.get(field, "#777")
+            caption.setStyleSheet(f"color: {color}; font-size: 10px;")
             value = QLabel("0")
             value.setStyleSheet("font-weight: 600; font-size: 13px;")
             value.setMinimumWidth(36)
             grid.addWidget(caption, 0, column, Qt.AlignmentFlag.AlignLeft)
             grid.addWidget(value, 1, column, Qt.AlignmentFlag.AlignLeft)
             self.values[field] = value
-        layout.addLayout(grid, 0)
+        layout.addLayout(grid)
         self.plot = pg.PlotWidget()
-        self.plot.setMinimumHeight(110)
-        self.plot.setMaximumHeight(200)
+        self.plot.setFixedHeight(110)
         self.plot.setXRange(-HISTORY, 0, padding=0)
-        self.plot.setLabel("bottom", "seconds ago")
-        self.plot.showGrid(x=True, y=True, alpha=0.2)
-        self.plot.addLegend(offset=(5, 5), labelTextSize="8pt")
+        self.plot.hideAxis("bottom")
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
-        layout.addWidget(self.plot, 1)
-        self._busy = self.plot.plot(name="busy", pen=pg.mkPen("#1565c0", width=2))
-        self._queued = self.plot.plot(name="queued", pen=pg.mkPen("#ef6c00", width=2))
-        right = pg.ViewBox()
-        self.plot.scene().addItem(right)
-        self.plot.getPlotItem().showAxis("right")
-        self.plot.getPlotItem().getAxis("right").linkToView(right)
-        self.plot.getPlotItem().getAxis("right").setLabel("tasks/s")
-        right.setXLink(self.plot.getPlotItem())
-        self._right = right
-        self._throughput = pg.PlotDataItem(
-            pen=pg.mkPen("#2e7d32", width=1.5, style=Qt.PenStyle.DashLine)
+        self.plot.setToolTip("the last minute")
+        layout.addWidget(self.plot)
+        self._busy = self.plot.plot(pen=pg.mkPen(self.CURVES["busy"], width=2))
+        self._queued = self.plot.plot(pen=pg.mkPen(self.CURVES["queued"], width=2))
+        self._throughput = self.plot.plot(
+            pen=pg.mkPen(self.CURVES["per s"], width=1.5, style=Qt.PenStyle.DashLine)
         )
-        right.addItem(self._throughput)
-        self.plot.getPlotItem().legend.addItem(self._throughput, "tasks/s")
-        self.plot.getPlotItem().vb.sigResized.connect(self._sync_views)
         self._history: deque[tuple[float, int, int, float]] = deque()
-
-    def _sync_views(self) -> None:
-        self._right.setGeometry(self.plot.getPlotItem().vb.sceneBoundingRect())
 
     def update_statistics(self, stats: PoolStatistics, now: float | None = None) -> None:
         """Show the counters and record a plot sample (cheap; no redraw).  GUI thread."""
@@ -106,11 +115,11 @@ class PoolPanel(QGroupBox):
         now = time.monotonic() if now is None else now
         data = np.array(self._history, dtype=float)
         x = data[:, 0] - now
+        top = max(1.0, float(data[:, 1:3].max()) * 1.1)
+        peak = float(data[:, 3].max())
         self._busy.setData(x, data[:, 1])
         self._queued.setData(x, data[:, 2])
-        self._throughput.setData(x, data[:, 3])
-        self._right.setYRange(0, max(1.0, float(data[:, 3].max()) * 1.1), padding=0)
-        top = max(1.0, float(data[:, 1:3].max()) * 1.1)
+        self._throughput.setData(x, data[:, 3] * (top / peak) if peak > 0 else data[:, 3])
         self.plot.setYRange(0, top, padding=0)
 
 
@@ -137,6 +146,14 @@ class StallMeter(QLabel):
         self.worst_ms = 0.0
         self._timer.start()
         self._show()
+
+    def worst_since(self, since: float) -> float:
+        """The worst stall (ms) since ``since`` (a ``time.perf_counter()`` value).
+
+        Only the last :attr:`WINDOW` seconds are remembered.
+        """
+        self._tick()
+        return max((stall for at, stall in self._stalls if at >= since), default=0.0)
 
     def _tick(self) -> None:
         now = time.perf_counter()
