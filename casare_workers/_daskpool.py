@@ -49,6 +49,7 @@ from . import _daskworker
 from ._config import PoolConfig
 from ._errors import ClusterUnavailableError, ConfigurationError, ManagerShutdownError
 from ._introspect import PLAIN
+from ._pool import TaskCounters
 from ._remote import apply_progress, dump_items, dumps_checked, start_task
 from ._state import TaskState
 from ._threadpool import PoolStatistics
@@ -116,7 +117,7 @@ class _Job:
         self.signalled = False
 
 
-class DaskPool:
+class DaskPool(TaskCounters):
     """A manager pool of ``kind="dask"``: tasks run on a Dask cluster.
 
     Internal: users reach it through ``WorkerManager``.  Thread-safe.
@@ -160,12 +161,6 @@ class DaskPool:
         self._accepting = True
         self._stopping = False
         self._abort = False
-        self._queued = 0
-        self._running = 0
-        self._submitted = 0
-        self._succeeded = 0
-        self._failed = 0
-        self._cancelled = 0
         self._service = threading.Thread(
             target=self._serve, name=f"casare-{name}-dask", daemon=True
         )
@@ -255,8 +250,7 @@ class DaskPool:
     def _register(self, task: TaskHandle[Any]) -> None:
         # Called with the lock held.
         task._state = _QUEUED
-        self._queued += 1
-        self._submitted += 1
+        self.count_submitted()
 
     def _notify(self) -> None:
         # Called with the lock held.
@@ -268,26 +262,6 @@ class DaskPool:
             self._notify()
 
     # -- the protocol's accounting (called with the lock held) ------------------------------
-
-    def count_started(self) -> None:
-        """A queued task started running (called with the lock held)."""
-        self._queued -= 1
-        self._running += 1
-
-    def count_settled(self, previous: TaskState, state: TaskState) -> None:
-        """Count one terminal transition (called with the lock held)."""
-        if previous is _QUEUED:
-            self._queued -= 1
-        elif previous is _RUNNING:
-            self._running -= 1
-        else:
-            return
-        if state is _SUCCEEDED:
-            self._succeeded += 1
-        elif state is _FAILED:
-            self._failed += 1
-        else:
-            self._cancelled += 1
 
     def on_cancel(self, task: TaskHandle[Any], was_running: bool) -> None:
         """Nothing here: the done callback set at dispatch covers cancels and timeouts."""
@@ -591,12 +565,7 @@ class DaskPool:
                 workers=self._cluster_workers if self._status == "ready" else 0,
                 busy=busy,
                 abandoned=sum(1 for job in self._inflight.values() if job.task._finished),
-                queued=self._queued,
-                running=self._running,
-                submitted=self._submitted,
-                succeeded=self._succeeded,
-                failed=self._failed,
-                cancelled=self._cancelled,
+                **self.counters(),
             )
 
     def queued_tasks(self) -> list[TaskHandle[Any]]:

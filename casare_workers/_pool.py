@@ -21,15 +21,18 @@ import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import ConfigurationError
+from ._state import TaskState
 
 if TYPE_CHECKING:
     from ._config import PoolConfig
     from ._map import MapHandle
-    from ._state import TaskState
     from ._task import TaskHandle
     from ._threadpool import PoolStatistics
 
-__all__ = ("POOL_FACTORIES", "Pool", "build_pool")
+__all__ = ("POOL_FACTORIES", "Pool", "TaskCounters", "build_pool")
+
+_QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
+_SUCCEEDED, _FAILED = TaskState.SUCCEEDED, TaskState.FAILED
 
 #: Pool kind -> (module, class).  Imported on first use, so the core never imports the
 #: process machinery it does not need, nor ``distributed`` (an optional dependency).
@@ -83,6 +86,59 @@ class Pool(Protocol):
 
     def threads(self) -> list[threading.Thread]:
         """The backend's live threads (for leak checks in tests)."""
+
+
+class TaskCounters:
+    """The task counters every pool backend keeps, and their one set of rules.
+
+    All methods are called with the pool's lock held (``TaskHandle._settle`` calls
+    :meth:`count_settled` under it), so
+    ``submitted == queued + running + succeeded + failed + cancelled`` holds at every
+    moment.  A task that was never counted (a ``Worker`` still PENDING) is ignored.
+    """
+
+    _queued = 0
+    _running = 0
+    _submitted = 0
+    _succeeded = 0
+    _failed = 0
+    _cancelled = 0
+
+    def count_submitted(self) -> None:
+        """A task was queued (called with the lock held)."""
+        self._queued += 1
+        self._submitted += 1
+
+    def count_started(self) -> None:
+        """A queued task started running (called with the lock held)."""
+        self._queued -= 1
+        self._running += 1
+
+    def count_settled(self, previous: TaskState, state: TaskState) -> None:
+        """Count one terminal transition (called with the lock held)."""
+        if previous is _QUEUED:
+            self._queued -= 1
+        elif previous is _RUNNING:
+            self._running -= 1
+        else:
+            return  # never counted (a PENDING task)
+        if state is _SUCCEEDED:
+            self._succeeded += 1
+        elif state is _FAILED:
+            self._failed += 1
+        else:
+            self._cancelled += 1
+
+    def counters(self) -> dict[str, int]:
+        """The counters as ``PoolStatistics`` keyword arguments (called with the lock held)."""
+        return {
+            "queued": self._queued,
+            "running": self._running,
+            "submitted": self._submitted,
+            "succeeded": self._succeeded,
+            "failed": self._failed,
+            "cancelled": self._cancelled,
+        }
 
 
 def build_pool(name: str, config: PoolConfig) -> Pool:

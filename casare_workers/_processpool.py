@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING, Any
 from . import _processworker
 from ._config import PoolConfig
 from ._errors import ManagerShutdownError, SerializationError, WorkerCrashedError
+from ._pool import TaskCounters
 from ._remote import (
     apply_progress,
     attach_remote_traceback,
@@ -253,7 +254,7 @@ class _Slot:
         return [job for job in self.jobs if job.task._finished]
 
 
-class ProcessPool:
+class ProcessPool(TaskCounters):
     """Worker processes behind a manager pool of ``kind="process"`` (the ``"cpu"`` pool).
 
     Internal: users reach it through ``WorkerManager``.  Thread-safe.  Nothing is
@@ -291,12 +292,6 @@ class ProcessPool:
         self._accepting = True
         self._stopping = False
         self._abort = False
-        self._queued = 0
-        self._running = 0
-        self._submitted = 0
-        self._succeeded = 0
-        self._failed = 0
-        self._cancelled = 0
         self._restarts = 0
 
     @property
@@ -363,8 +358,7 @@ class ProcessPool:
         # Called with the lock held.
         self._check_accepting()
         task._state = _QUEUED
-        self._queued += 1
-        self._submitted += 1
+        self.count_submitted()
 
     def _ensure_service(self) -> None:
         # Called with the lock held: the first task starts the service thread.
@@ -396,26 +390,6 @@ class ProcessPool:
                 pass
 
     # -- the protocol's accounting (called with the lock held) ------------------------------
-
-    def count_started(self) -> None:
-        """A queued task started running (called with the lock held)."""
-        self._queued -= 1
-        self._running += 1
-
-    def count_settled(self, previous: TaskState, state: TaskState) -> None:
-        """Count one terminal transition (called with the lock held)."""
-        if previous is _QUEUED:
-            self._queued -= 1
-        elif previous is _RUNNING:
-            self._running -= 1
-        else:
-            return
-        if state is _SUCCEEDED:
-            self._succeeded += 1
-        elif state is _FAILED:
-            self._failed += 1
-        else:
-            self._cancelled += 1
 
     def on_cancel(self, task: TaskHandle[Any], was_running: bool) -> None:
         """Nothing here: the done callback set at dispatch covers cancels and timeouts."""
@@ -836,12 +810,7 @@ class ProcessPool:
                 workers=sum(1 for slot in self._slots if slot.worker is not None),
                 busy=len(busy),
                 abandoned=sum(1 for slot in busy if slot.abandoned()),
-                queued=self._queued,
-                running=self._running,
-                submitted=self._submitted,
-                succeeded=self._succeeded,
-                failed=self._failed,
-                cancelled=self._cancelled,
+                **self.counters(),
                 restarts=self._restarts,
             )
 

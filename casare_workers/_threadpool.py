@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._config import PoolConfig
 from ._errors import ManagerShutdownError
+from ._pool import TaskCounters
 from ._state import TaskState
 
 # Module-level aliases: looking a member up on the Enum class costs a descriptor call.
@@ -120,7 +121,7 @@ class PoolStatistics:
         return self.succeeded + self.failed + self.cancelled
 
 
-class ThreadPool:
+class ThreadPool(TaskCounters):
     """The thread pool behind a manager's ``"io"``, ``"cpu"`` and ``"background"`` pools.
 
     Internal: users reach it through ``WorkerManager``.  Thread-safe.
@@ -151,12 +152,6 @@ class ThreadPool:
         self._thread_seq = itertools.count(1)
         self._accepting = True
         self._closed = False
-        self._queued = 0
-        self._running = 0
-        self._submitted = 0
-        self._succeeded = 0
-        self._failed = 0
-        self._cancelled = 0
 
     # -- submitting -------------------------------------------------------------------
 
@@ -168,8 +163,7 @@ class ThreadPool:
                     f"pool {self.name!r} is shut down; create a new WorkerManager to run more work"
                 )
             task._state = _QUEUED
-            self._queued += 1
-            self._submitted += 1
+            self.count_submitted()
             queue = self._default if priority == 0 else self._queue_for(priority)
             queue.append(task)
             self._pending += 1
@@ -246,8 +240,7 @@ class ThreadPool:
                     f"pool {self.name!r} is shut down; create a new WorkerManager to run more work"
                 )
             task._state = _QUEUED
-            self._queued += 1
-            self._submitted += 1
+            self.count_submitted()
 
     def _wake_or_grow(self) -> bool:
         # Called with the lock held; returns True if the caller must start a thread.
@@ -360,25 +353,6 @@ class ThreadPool:
 
     # -- accounting (called with the lock held, from TaskHandle._settle) -----------------
 
-    def count_started(self) -> None:
-        """A queued task started running (called with the lock held)."""
-        self._queued -= 1
-        self._running += 1
-
-    def count_settled(self, previous: TaskState, state: TaskState) -> None:
-        if previous is _QUEUED:
-            self._queued -= 1
-        elif previous is _RUNNING:
-            self._running -= 1
-        else:
-            return  # a PENDING task was never counted
-        if state is _SUCCEEDED:
-            self._succeeded += 1
-        elif state is _FAILED:
-            self._failed += 1
-        else:
-            self._cancelled += 1
-
     def statistics(self) -> PoolStatistics:
         """Return a consistent snapshot of the counters."""
         with self.lock:
@@ -390,12 +364,7 @@ class ThreadPool:
                 workers=self._nthreads,
                 busy=len(self._current),
                 abandoned=abandoned,
-                queued=self._queued,
-                running=self._running,
-                submitted=self._submitted,
-                succeeded=self._succeeded,
-                failed=self._failed,
-                cancelled=self._cancelled,
+                **self.counters(),
             )
 
     # -- shutdown -----------------------------------------------------------------------
