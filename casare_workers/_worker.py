@@ -4,9 +4,10 @@ Differences from the tutorial pattern, all invisible at the call site:
 
 * the signals are emitted on the GUI thread by the delivery engine (batched), never from
   the pool thread, so slots, lambdas and closures run where widgets live;
-* the signals object outlives the runnable: Qt may delete an auto-deleted runnable on
-  the pool thread, but the engine holds the signals until ``finished`` is delivered on
-  the GUI thread, so they are never destroyed on the wrong thread;
+* the signals object is owned by the task handle, not by the runnable: Qt deletes an
+  auto-deleted runnable on the pool thread (and, with it, the last reference to a
+  fire-and-forget ``Worker``), but the handle drops the signals on the GUI thread right
+  after ``finished`` is delivered, so a QObject is never destroyed on the wrong thread;
 * ``finished`` always comes last, after exactly one of ``result``/``error``/``cancelled``;
 * cancellation, progress coalescing and a ``ctx`` argument, as for ``manager.submit``.
 """
@@ -77,12 +78,24 @@ class Worker(QRunnable, Generic[T]):
                 )
             target = fn
             name = _name_of(fn)
-        #: The task's signals, emitted on the GUI thread.
-        self.signals = WorkerSignals()
+        engine = get_engine()
+        signals = WorkerSignals()
+        if not engine.is_gui_thread():
+            # Emitted from the GUI thread; its slots' default connection type follows.
+            signals.moveToThread(engine.thread())
+        # The runnable holds no reference of its own to the signals: see the module doc.
         #: The handle of this worker's task (state, cancel, result, then()).
-        self.handle: TaskHandle[T] = TaskHandle(
-            target, args, kwargs, get_engine(), name, self.signals
-        )
+        self.handle: TaskHandle[T] = TaskHandle(target, args, kwargs, engine, name, signals)
+
+    @property
+    def signals(self) -> WorkerSignals:
+        """The task's signals, emitted on the GUI thread (:attr:`TaskHandle.signals`).
+
+        Connect before starting the worker.  After ``finished`` has been delivered the
+        object is released (on the GUI thread) and this returns a fresh one that never
+        emits.
+        """
+        return self.handle.signals
 
     def work(self, *args: Any, **kwargs: Any) -> T:
         """Override in a subclass to do the work (runs on a worker thread)."""

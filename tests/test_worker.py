@@ -4,7 +4,7 @@ import threading
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QThreadPool
+from PySide6.QtCore import Qt, QThreadPool
 
 from casare_workers import AlreadyStartedError, TaskContext, TaskState, Worker, WorkerManager
 from casare_workers.pytest_plugin import assert_gui_thread, wait_for_handle
@@ -119,3 +119,45 @@ def test_worker_needs_a_function_or_an_override(qapp: Any) -> None:
         Worker()
     with pytest.raises(TypeError, match="expects a callable"):
         Worker(42)  # type: ignore[arg-type]
+
+
+class _LingeringWorker(Worker[int]):
+    """Returns from run() only after its result reached the GUI thread.
+
+    That is the order that decides where a fire-and-forget worker dies: the pool deletes
+    the runnable (and so drops the last reference to it) on its own thread after run().
+    """
+
+    def __init__(self, value: int, delivered: threading.Event) -> None:
+        super().__init__(abs, value)
+        self._delivered = delivered
+
+    def run(self) -> None:
+        super().run()
+        assert self._delivered.wait(10), "the result was not delivered"
+
+
+def test_fire_and_forget_worker_signals_are_destroyed_on_the_gui_thread(
+    qapp: Any, qtbot: Any
+) -> None:
+    pool = QThreadPool()
+    pool.setMaxThreadCount(4)
+    gui = threading.get_ident()
+    died_on: list[int] = []
+    results: list[int] = []
+    for n in range(20):
+        delivered = threading.Event()
+        worker = _LingeringWorker(-n, delivered)
+        sig = worker.signals
+        sig.result.connect(results.append)
+        sig.result.connect(lambda _v, d=delivered: d.set())
+        sig.destroyed.connect(
+            lambda *_: died_on.append(threading.get_ident()), Qt.ConnectionType.DirectConnection
+        )
+        pool.start(worker)
+    del worker, sig
+    qtbot.waitUntil(lambda: len(results) == 20, timeout=10_000)
+    assert pool.waitForDone(10_000)
+    qtbot.waitUntil(lambda: len(died_on) == 20, timeout=10_000)
+    assert sorted(results) == list(range(20))
+    assert set(died_on) == {gui}, "a WorkerSignals QObject was destroyed on a pool thread"
