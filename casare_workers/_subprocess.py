@@ -38,6 +38,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -378,7 +379,11 @@ class _LinePump:
 
     def __init__(self, engine: DeliveryEngine, emit: Callable[[str, str], None]) -> None:
         self._engine = engine
-        self._emit = emit
+        # A weak method: job -> pump -> bound method -> job would be a reference cycle,
+        # and a QObject in a cycle is freed by the cyclic GC on whatever thread happens
+        # to run it (a pool thread, the job thread): a QObject deleted off its own
+        # thread while the GUI thread dispatches an event to it is a segfault.
+        self._emit = weakref.WeakMethod(emit)
         self._lines: deque[tuple[str, str]] = deque()
         self._posted = False
 
@@ -393,10 +398,14 @@ class _LinePump:
         """Emit queued lines (GUI thread); re-post itself if more are left."""
         self._posted = False
         lines = self._lines
+        emit = self._emit()
+        if emit is None:  # the job is gone: nobody can receive its lines
+            lines.clear()
+            return
         count = 0
         while lines and (limit is None or count < limit):
             text, stream = lines.popleft()
-            self._emit(text, stream)
+            emit(text, stream)
             count += 1
         if lines and not self._posted:
             self._posted = True

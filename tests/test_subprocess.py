@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import select
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -423,3 +425,22 @@ def test_subprocess_job_bad_arguments_are_refused_at_construction(manager: Worke
         SubprocessJob([PY], terminate_grace=0, manager=manager)
     with pytest.raises(LookupError):
         SubprocessJob([PY], encoding="klingon", manager=manager)
+
+
+@posix_only
+def test_finished_subprocess_job_is_freed_by_reference_counting(
+    manager: WorkerManager, qtbot: Any
+) -> None:
+    """No reference cycle keeps a job: the cyclic GC could free it on any thread."""
+    gc.disable()  # if only the cyclic GC could free it, it stays alive and the test fails
+    try:
+        job = SubprocessJob(child("print('line')"), manager=manager)
+        sink = LineSink(job)
+        job.start()
+        run_to_end(qtbot, manager, job)
+        assert sink.lines() == ["line"]
+        ref = weakref.ref(job)
+        del job, sink
+        assert ref() is None, gc.get_referrers(ref())
+    finally:
+        gc.enable()
