@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QMessageLogContext, QTimer, QtMsgType, qInstallMessageHandler
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QPushButton
 
 from casare_workers import PoolConfig, WorkerManager, attach_loop
 from demo_app.window import DemoWindow
@@ -57,12 +57,26 @@ def _has_display() -> bool:
     return not on_linux or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def run_scenario(window: DemoWindow, scenario: tuple[tuple[float, str], ...] = SCENARIO) -> None:
-    """Click the launchers of ``scenario`` at their times.  GUI thread."""
+def run_scenario(
+    window: DemoWindow,
+    scenario: tuple[tuple[float, str], ...] = SCENARIO,
+    until: float | None = None,
+) -> None:
+    """Click the launchers of ``scenario`` at their times.  GUI thread.
+
+    Steps at or after ``until`` seconds are left out, and a step never clicks a closed
+    window: its manager is shut down by then and would (rightly) refuse the work.
+    """
     for at, key in scenario:
         button = window.launchers.get(key)
-        if button is not None:
-            QTimer.singleShot(int(at * 1000), window, button.click)
+        if button is None or (until is not None and at >= until):
+            continue
+
+        def click(button: QPushButton = button) -> None:
+            if window.isVisible():
+                button.click()
+
+        QTimer.singleShot(int(at * 1000), window, click)
 
 
 def make_manager(dask: str | None = None) -> tuple[WorkerManager, Callable[[], None]]:
@@ -158,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     finish: Callable[[], None] | None = None
     if args.run_for is not None:
-        run_scenario(window)
+        run_scenario(window, until=args.run_for)
 
         def finish() -> None:
             if args.screenshot is not None:
