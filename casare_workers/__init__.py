@@ -17,6 +17,7 @@ Layers, bottom up (one private module each):
 * ``_subprocess`` SubprocessJob / run_process: commands streamed line by line, tree kill
 * ``_manager``    WorkerManager: named pools, options (owner, key, timeout), statistics,
                   shutdown
+* ``_gc``         cyclic garbage collection on the GUI thread only (opt-in)
 * ``_model``, ``_delegate``  TaskTableModel + ProgressBarDelegate for any QTableView
 * ``_asyncio``    the qasync bridge: ``await`` on handles, async slots, task groups, the
                   pools as the loop's default executor, sync<->async without nested loops
@@ -62,6 +63,7 @@ from ._errors import (  # noqa: E402
     UnknownPoolError,
     WorkerCrashedError,
 )
+from ._gc import GuiGarbageCollector, collect_garbage_on_gui_thread  # noqa: E402
 from ._longjob import JobContext, JobStatistics, LongJob  # noqa: E402
 from ._loopthread import LoopThread, LoopThreadOptions  # noqa: E402
 from ._manager import (  # noqa: E402
@@ -92,6 +94,7 @@ __all__ = (
     "ClusterUnavailableError",
     "ConfigurationError",
     "DeliveryEngine",
+    "GuiGarbageCollector",
     "InitializerError",
     "JobContext",
     "JobStatistics",
@@ -129,6 +132,7 @@ __all__ = (
     "async_slot",
     "asyncify",
     "attach_loop",
+    "collect_garbage_on_gui_thread",
     "default_manager",
     "get_engine",
     "open_dialog",

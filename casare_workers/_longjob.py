@@ -45,6 +45,7 @@ import itertools
 import logging
 import threading
 import time
+import traceback
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Hashable, Iterable, Mapping
@@ -1210,6 +1211,8 @@ class LongJob(QThread, Generic[T]):
             report_callback_exception(f"long job {core.name!r}", exc)
         core._deliver()
         self._fn = self._args = self._kwargs = None
+        if core._exc is not None:
+            _release_frames(core._exc)
         registry = core._registry
         if registry is not None:
             # Through the engine: the registry's reference is dropped after the user's
@@ -1218,6 +1221,27 @@ class LongJob(QThread, Generic[T]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} #{self._core.id} {self._core.name!r} {self.state.value}>"
+
+
+def _release_frames(exc: BaseException) -> None:
+    """Drop the local variables of an ended job's traceback frames (GUI thread).
+
+    The frames of ``run`` and of a subclass's ``work`` hold the job itself, and the job
+    holds its exception: a reference cycle with a QThread in it, which only the cyclic
+    garbage collector frees, on whatever thread it happens to run.  The traceback keeps
+    its frames and line numbers (formatting and ``TaskError.traceback`` are unchanged);
+    only post-mortem inspection of the locals is lost.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if current.__traceback__ is not None:
+            traceback.clear_frames(current.__traceback__)
+        pending += (current.__cause__, current.__context__)
 
 
 def _is_forever(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:

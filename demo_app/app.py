@@ -21,7 +21,7 @@ from pathlib import Path
 from PySide6.QtCore import QMessageLogContext, QTimer, QtMsgType, qInstallMessageHandler
 from PySide6.QtWidgets import QApplication, QPushButton
 
-from casare_workers import PoolConfig, WorkerManager, attach_loop
+from casare_workers import PoolConfig, WorkerManager, attach_loop, collect_garbage_on_gui_thread
 from demo_app.window import DemoWindow
 
 __all__ = ("SCENARIO", "main", "run_scenario")
@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     qInstallMessageHandler(_qt_messages)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
+    collect_garbage_on_gui_thread()
     manager, release = make_manager(args.dask)
     warm_up(manager)
     window = DemoWindow(manager)

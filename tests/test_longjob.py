@@ -991,6 +991,28 @@ def test_longjob_future_of_an_ended_job_mirrors_the_outcome(
         job.future.result(0)
 
 
+@pytest.mark.usefixtures("no_cyclic_gc")
+def test_longjob_that_failed_is_freed_by_reference_counting(
+    manager: WorkerManager, qtbot: Any
+) -> None:
+    """Its exception's frames hold the job: no cycle may outlive the end of the job."""
+
+    class Broken(LongJob[None]):
+        def work(self) -> None:
+            raise ValueError("broken on purpose")
+
+    errors: list[TaskError] = []
+    job = Broken(manager=manager)
+    job.error.connect(errors.append)
+    job.start()
+    run_to_end(qtbot, manager, job)
+    assert [type(e.exception) for e in errors] == [ValueError]
+    assert "broken on purpose" in errors[0].traceback  # the traceback text is intact
+    ref = weakref.ref(job)
+    del job
+    assert ref() is None, gc.get_referrers(ref())
+
+
 # -- lifetime, in a child process (where an abort is possible) ---------------------------------
 
 # Each scenario runs in its own interpreter: a QThread destroyed while running aborts the

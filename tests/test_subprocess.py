@@ -428,19 +428,16 @@ def test_subprocess_job_bad_arguments_are_refused_at_construction(manager: Worke
 
 
 @posix_only
+@pytest.mark.usefixtures("no_cyclic_gc")
 def test_finished_subprocess_job_is_freed_by_reference_counting(
     manager: WorkerManager, qtbot: Any
 ) -> None:
     """No reference cycle keeps a job: the cyclic GC could free it on any thread."""
-    gc.disable()  # if only the cyclic GC could free it, it stays alive and the test fails
-    try:
-        job = SubprocessJob(child("print('line')"), manager=manager)
-        sink = LineSink(job)
-        job.start()
-        run_to_end(qtbot, manager, job)
-        assert sink.lines() == ["line"]
-        ref = weakref.ref(job)
-        del job, sink
-        assert ref() is None, gc.get_referrers(ref())
-    finally:
-        gc.enable()
+    job = SubprocessJob(child("print('line')"), manager=manager)
+    sink = LineSink(job)
+    job.start()
+    run_to_end(qtbot, manager, job)
+    assert sink.lines() == ["line"]
+    ref = weakref.ref(job)
+    del job, sink
+    assert ref() is None, gc.get_referrers(ref())

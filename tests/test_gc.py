@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import gc
+import threading
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QObject, Qt
+
+from casare_workers import (
+    ConfigurationError,
+    GuiGarbageCollector,
+    WorkerManager,
+    collect_garbage_on_gui_thread,
+)
+from casare_workers.pytest_plugin import wait_for_handle
+
+
+class _Cyclic(QObject):
+    """A QObject only the cyclic collector can free (it refers to itself)."""
+
+    def __init__(self, died_on: list[int]) -> None:
+        super().__init__()
+        self.me = self
+        self.destroyed.connect(
+            lambda *_: died_on.append(threading.get_ident()), Qt.ConnectionType.DirectConnection
+        )
+
+
+def _allocate_containers(n: int) -> int:
+    """Create and keep ``n`` containers: crosses the collector's thresholds many times."""
+    kept = [[i] for i in range(n)]
+    return len(kept)
+
+
+def test_collector_takes_over_automatic_collection_and_gives_it_back(qapp: Any) -> None:
+    collector = collect_garbage_on_gui_thread()
+    assert isinstance(collector, GuiGarbageCollector)
+    assert not gc.isenabled()
+    assert collect_garbage_on_gui_thread() is collector  # one per process
+    states = [collector.active]
+    collector.stop()
+    states.append(collector.active)
+    assert states == [True, False]
+    assert gc.isenabled()  # the state it found (the suite starts with it enabled)
+    again = collect_garbage_on_gui_thread()
+    assert again is not collector
+    assert again.active
+    assert not gc.isenabled()
+
+
+def test_cycles_with_qobjects_die_on_the_gui_thread_while_workers_allocate(
+    manager: WorkerManager, qtbot: Any
+) -> None:
+    collector = collect_garbage_on_gui_thread(interval_ms=10)
+    before = collector.collections
+    died_on: list[int] = []
+    gc.collect()  # the cycles below start in the youngest generation
+    for _ in range(50):
+        _Cyclic(died_on)
+    # Thousands of threshold crossings on a worker thread: with automatic collection,
+    # the worker would free the cycles, and the QObjects with them, on its own thread.
+    handle = manager.submit(_allocate_containers, 300_000)
+    assert wait_for_handle(handle, 60) == 300_000
+    qtbot.waitUntil(lambda: len(died_on) == 50, timeout=10_000)
+    assert set(died_on) == {threading.get_ident()}
+    assert collector.collections > before
+
+
+@pytest.mark.parametrize("interval", [0, -5, 1.5, "100", True])
+def test_collector_rejects_a_bad_interval(qapp: Any, interval: Any) -> None:
+    with pytest.raises(ConfigurationError, match="interval_ms must be a positive"):
+        collect_garbage_on_gui_thread(interval)
+
+
+def test_collector_refuses_a_worker_thread(qapp: Any) -> None:
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            collect_garbage_on_gui_thread()
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    thread.join(10)
+    assert len(errors) == 1
+    assert "GUI thread" in str(errors[0])
