@@ -40,12 +40,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
 import itertools
 import logging
 import threading
 import time
-import traceback
+import types
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Hashable, Iterable, Mapping
@@ -155,6 +156,7 @@ class _JobCore:
         "_ended_at",
         "_engine",
         "_exc",
+        "_exc_frames",
         "_finished",
         "_flush_waiting_start",
         "_future",
@@ -203,6 +205,7 @@ class _JobCore:
         self._ran = False
         self._value: Any = None
         self._exc: BaseException | None = None
+        self._exc_frames: tuple[types.FrameType, ...] = ()
         self._owner: OwnerRecord | None = None
         self._registry: JobRegistry | None = None
         self._interrupt_async = True
@@ -329,6 +332,8 @@ class _JobCore:
             self._finished = True
             self._value = value
             self._exc = exc
+            if exc is not None:
+                self._exc_frames = _frames_of(exc)
             if state is _CANCELLED and self.cancel_reason is None:
                 self.cancel_reason = "owner destroyed" if not self._owner_alive() else "cancelled"
             done_event = self._done_event
@@ -1211,8 +1216,8 @@ class LongJob(QThread, Generic[T]):
             report_callback_exception(f"long job {core.name!r}", exc)
         core._deliver()
         self._fn = self._args = self._kwargs = None
-        if core._exc is not None:
-            _release_frames(core._exc)
+        _clear_frames(core._exc_frames)
+        core._exc_frames = ()
         registry = core._registry
         if registry is not None:
             # Through the engine: the registry's reference is dropped after the user's
@@ -1223,15 +1228,13 @@ class LongJob(QThread, Generic[T]):
         return f"<{type(self).__name__} #{self._core.id} {self._core.name!r} {self.state.value}>"
 
 
-def _release_frames(exc: BaseException) -> None:
-    """Drop the local variables of an ended job's traceback frames (GUI thread).
+def _frames_of(exc: BaseException) -> tuple[types.FrameType, ...]:
+    """The frames of ``exc``'s traceback (and its cause's and context's), as raised.
 
-    The frames of ``run`` and of a subclass's ``work`` hold the job itself, and the job
-    holds its exception: a reference cycle with a QThread in it, which only the cyclic
-    garbage collector frees, on whatever thread it happens to run.  The traceback keeps
-    its frames and line numbers (formatting and ``TaskError.traceback`` are unchanged);
-    only post-mortem inspection of the locals is lost.
+    Taken when the job settles, on the job thread: later, an awaiter that re-raises the
+    same exception object prepends its own (live) frames to the traceback.
     """
+    frames: list[types.FrameType] = []
     seen: set[int] = set()
     pending: list[BaseException | None] = [exc]
     while pending:
@@ -1239,9 +1242,27 @@ def _release_frames(exc: BaseException) -> None:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if current.__traceback__ is not None:
-            traceback.clear_frames(current.__traceback__)
+        tb = current.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
         pending += (current.__cause__, current.__context__)
+    return tuple(frames)
+
+
+def _clear_frames(frames: tuple[types.FrameType, ...]) -> None:
+    """Drop the local variables of an ended job's traceback frames (GUI thread).
+
+    The frames of ``run`` and of a subclass's ``work`` hold the job itself, and the job
+    holds its exception: a reference cycle with a QThread in it, which only the cyclic
+    garbage collector frees, on whatever thread it happens to run.  The traceback keeps
+    its frames and line numbers (formatting and ``TaskError.traceback`` are unchanged);
+    only post-mortem inspection of the locals is lost.  Only the job thread's own frames
+    are cleared (the thread has ended, so none of them is running).
+    """
+    for frame in frames:
+        with contextlib.suppress(RuntimeError):  # a frame still executing: leave it
+            frame.clear()
 
 
 def _is_forever(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
