@@ -50,7 +50,7 @@ import types
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Hashable, Iterable, Mapping
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, overload
 
@@ -75,7 +75,7 @@ from ._errors import (
 from ._introspect import WANTS_CTX, call_mode
 from ._owners import OwnerRecord, check_owner
 from ._state import TaskState
-from ._task import TaskContext, TaskError
+from ._task import TaskContext, TaskError, _mirror_into, _ViewFuture
 
 if TYPE_CHECKING:
     from ._manager import WorkerManager, _ManagerCore
@@ -216,7 +216,7 @@ class _JobCore:
         self._cancel_ev: threading.Event | None = None
         self._done_event: threading.Event | None = None
         self._done_callbacks: list[Callable[[LongJob[Any]], object]] | None = None
-        self._future: _JobFuture[Any] | None = None
+        self._future: _ViewFuture[Any] | None = None
         self._progress: tuple[int, int] | None = None
         self._status: str | None = None
         self._progress_dirty = False
@@ -347,7 +347,7 @@ class _JobCore:
         if done_event is not None:
             done_event.set()
         if future is not None:
-            _mirror(future, self)
+            _mirror_into(future, self)
         if callbacks:
             job = self._job()
             if job is not None:
@@ -504,42 +504,6 @@ class JobContext(TaskContext):
                 core._resume_waiters.append((loop, fut))
             await fut  # resolved by resume() or cancel(), from any thread
         self.raise_if_cancelled()
-
-
-# -- the Future view --------------------------------------------------------------------------
-
-
-class _JobFuture(Future[T]):
-    """A Future mirroring a job; ``cancel()`` asks the job to stop.
-
-    It stays pending until the job's work has really ended (a running thread cannot be
-    cancelled at once), then mirrors the outcome: result, exception or cancelled.
-    """
-
-    def __init__(self, core: _JobCore) -> None:
-        super().__init__()
-        self._core = core
-
-    def cancel(self) -> bool:
-        if self.done():
-            return super().cancel()
-        self._core.cancel()
-        return self.cancelled()
-
-
-def _mirror(fut: Future[Any], core: _JobCore) -> None:
-    state = core._state
-    try:
-        if state is _SUCCEEDED:
-            fut.set_result(core._value)
-        elif state is _FAILED:
-            assert core._exc is not None
-            fut.set_exception(core._exc)
-        elif state is _CANCELLED:
-            Future.cancel(fut)
-            fut.set_running_or_notify_cancel()
-    except InvalidStateError:
-        pass
 
 
 # -- parking: no one may delete a running job's C++ object ---------------------------------
@@ -1070,12 +1034,12 @@ class LongJob(QThread, Generic[T]):
             with core._lock:
                 fut = core._future
                 if fut is None:
-                    fut = core._future = _JobFuture(core)
+                    fut = core._future = _ViewFuture(core)
                     ended = core._finished
                 else:
                     ended = False
             if ended:
-                _mirror(fut, core)
+                _mirror_into(fut, core)
         return fut
 
     def __await__(self) -> Generator[Any, None, T]:

@@ -28,7 +28,7 @@ import traceback
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 import shiboken6
 from PySide6.QtCore import QObject, QThread, QTimer
@@ -497,7 +497,7 @@ class TaskHandle(Generic[T]):
             with self._lock:
                 fut = self._future
                 if fut is None:
-                    fut = self._future = _HandleFuture(self)
+                    fut = self._future = _ViewFuture(self)
                     created = self._finished
             if created:  # ended before anyone asked: mirror the outcome now
                 _mirror_into(fut, self)
@@ -824,28 +824,43 @@ def _guarded(call: Callable[[], object], name: str) -> Callable[[], None]:
     return run
 
 
-class _HandleFuture(Future[T]):
-    """A Future whose ``cancel()`` cancels the task it mirrors."""
+class _Stoppable(Protocol):
+    def cancel(self) -> bool: ...
 
-    def __init__(self, handle: TaskHandle[T]) -> None:
+
+class _Outcome(Protocol):
+    _state: TaskState
+    _value: Any
+    _exc: BaseException | None
+
+
+class _ViewFuture(Future[T]):
+    """A ``Future`` view of a task or a long job; ``cancel()`` asks the source to stop.
+
+    It stays pending until the source has really ended (running work cannot be undone
+    at once), then mirrors the outcome: result, exception or cancelled.
+    """
+
+    def __init__(self, source: _Stoppable) -> None:
         super().__init__()
-        self._handle = handle
+        self._source = source
 
     def cancel(self) -> bool:
         if self.done():
             return super().cancel()
-        self._handle.cancel()
+        self._source.cancel()
         return self.cancelled()
 
 
-def _mirror_into(fut: Future[Any], handle: TaskHandle[Any]) -> None:
-    state = handle._state
+def _mirror_into(fut: Future[Any], source: _Outcome) -> None:
+    """Give ``fut`` the ended ``source``'s outcome (idempotent)."""
+    state = source._state
     try:
         if state is _SUCCEEDED:
-            fut.set_result(handle._value)
+            fut.set_result(source._value)
         elif state is _FAILED:
-            assert handle._exc is not None
-            fut.set_exception(handle._exc)
+            assert source._exc is not None
+            fut.set_exception(source._exc)
         elif state is _CANCELLED:
             Future.cancel(fut)
             fut.set_running_or_notify_cancel()
