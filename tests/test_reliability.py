@@ -97,6 +97,7 @@ def _work(kind: str, ctx: TaskContext) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(420)  # about 1 min here; the run's own bound is wait_for_done(300)
 def test_load_100k_tasks_end_exactly_once_and_nothing_leaks(
     qapp: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -463,6 +464,7 @@ FAULTS_PER_KIND = 6
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)  # 20-30 s here; the run's own bound is wait_for_done(120)
 def test_process_pool_chaos_every_task_completes_or_fails_with_a_crash(
     qapp: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
