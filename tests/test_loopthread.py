@@ -183,9 +183,10 @@ def test_loopthread_initializer_failure_fails_every_call_with_the_cause(
 
 
 def test_loopthread_initializer_and_finalizer_errors_are_logged_once(
-    make_thread: Callable[..., LoopThread], caplog: pytest.LogCaptureFixture
+    make_thread: Callable[..., LoopThread], caplog: pytest.LogCaptureFixture, gate: Gate
 ) -> None:
     def init() -> None:
+        gate.wait()  # fails only once a call is queued: the submit below cannot race it
         raise OSError("CoInitialize failed")
 
     def fini() -> None:
@@ -194,6 +195,7 @@ def test_loopthread_initializer_and_finalizer_errors_are_logged_once(
     with caplog.at_level(logging.ERROR, logger="casare_workers"):
         broken = make_thread(initializer=init)
         queued = broken.submit(print, "never")
+        gate.open()
         with pytest.raises(InitializerError):
             broken.ready.result(10)
         with pytest.raises(InitializerError):
