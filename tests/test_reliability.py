@@ -353,9 +353,9 @@ def test_exception_in_user_callback_is_reported_once_and_delivery_goes_on(
     channel, arrange = USER_CALLBACKS[kind]
     with qtbot.capture_exceptions() as hooked, caplog.at_level(logging.ERROR, "casare_workers"):
         arrange(manager, gate)
-        assert manager.wait_for_done(10)
+        assert manager.wait_for_done(30)
         after = manager.submit(int, "8")  # the engine goes on
-        assert wait_for_handle(after) == 8
+        assert wait_for_handle(after, 30) == 8
     logged = [r.exc_info[1] for r in caplog.records if r.exc_info]
     reported = {"excepthook": [e[1] for e in hooked], "log": logged}
     assert [str(e) for e in reported[channel]] == [BUG]
@@ -378,10 +378,10 @@ def test_exception_in_a_continuation_on_another_thread_is_logged_once(
     try:
         with caplog.at_level(logging.ERROR, "casare_workers"):
             manager.submit(int, "7").then(bad, context=receiver)
-            assert manager.wait_for_done(10)
-            assert ran.wait(10)
+            assert manager.wait_for_done(30)
+            assert ran.wait(30)
             qtbot.waitUntil(lambda: bool(caplog.records))  # logged just after, over there
-            assert wait_for_handle(manager.submit(int, "8")) == 8
+            assert wait_for_handle(manager.submit(int, "8"), 30) == 8
     finally:
         thread.quit()
         thread.wait(5000)
@@ -396,7 +396,7 @@ def test_warnings_in_worker_threads_reach_the_warnings_machinery(manager: Worker
         return "done"
 
     with pytest.warns(UserWarning, match="from a worker thread"):
-        assert wait_for_handle(manager.submit(noisy)) == "done"
+        assert wait_for_handle(manager.submit(noisy), 30) == "done"
     assert warnings.showwarning is hook  # the library installed no hook of its own
 
 
@@ -407,8 +407,8 @@ def test_a_warning_turned_error_fails_only_its_task(manager: WorkerManager) -> N
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(DeprecationWarning, match="deprecated thing"):
-            wait_for_handle(manager.submit(noisy))
-    assert wait_for_handle(manager.submit(int, "3")) == 3
+            wait_for_handle(manager.submit(noisy), 30)
+    assert wait_for_handle(manager.submit(int, "3"), 30) == 3
 
 
 @pytest.mark.slow
