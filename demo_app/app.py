@@ -57,11 +57,20 @@ def _has_display() -> bool:
     return not on_linux or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def run_scenario(window: DemoWindow, scenario: tuple[tuple[float, str], ...] = SCENARIO) -> None:
-    """Click the launchers of ``scenario`` at their times.  GUI thread."""
+def run_scenario(
+    window: DemoWindow,
+    scenario: tuple[tuple[float, str], ...] = SCENARIO,
+    until: float | None = None,
+) -> None:
+    """Click the launchers of ``scenario`` at their times, those before ``until``.  GUI thread.
+
+    Steps at or after ``until`` (the ``--run-for`` end) are left out: shutting down can
+    process events while it waits for running work, and a click then would launch work
+    on a manager that has been shut down.
+    """
     for at, key in scenario:
         button = window.launchers.get(key)
-        if button is not None:
+        if button is not None and (until is None or at < until):
             QTimer.singleShot(int(at * 1000), window, button.click)
 
 
@@ -158,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     finish: Callable[[], None] | None = None
     if args.run_for is not None:
-        run_scenario(window)
+        run_scenario(window, until=args.run_for)
 
         def finish() -> None:
             if args.screenshot is not None:
