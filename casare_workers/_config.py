@@ -196,6 +196,12 @@ def resolve_pool_configs(
         ConfigurationError: A name, size or environment value is invalid; the message
             names the culprit and the accepted values.
     """
+    if pools is not None and not isinstance(pools, Mapping):
+        # Else a list of pairs, a common slip, fails deep inside with an AttributeError.
+        raise ConfigurationError(
+            f"pools must be a mapping of pool name to size or PoolConfig, got "
+            f"{type(pools).__name__}; e.g. pools={{'io': 8, 'cpu': PoolConfig(2, kind='process')}}"
+        )
     env = os.environ if environ is None else environ
     resolved = default_pool_configs()
     for name, base in list(resolved.items()):

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
-__all__ = ("PLAIN", "WANTS_CTX", "WANTS_PROGRESS_CALLBACK", "call_mode")
+__all__ = ("PLAIN", "WANTS_CTX", "WANTS_PROGRESS_CALLBACK", "call_mode", "positional_slot")
 
 PLAIN = 0
 WANTS_CTX = 1
@@ -72,3 +72,24 @@ def call_mode(fn: Callable[..., Any]) -> int:
         if code is not None:
             return _mode_of_code(code)
     return _mode_of_signature(fn)
+
+
+def positional_slot(fn: Callable[..., Any], name: str) -> int | None:
+    """Return how many positional arguments a caller can pass before one lands on ``name``.
+
+    ``None`` when ``name`` is not a positional parameter of ``fn`` or ``fn`` has no code
+    object to read (a partial, a builtin): the call itself then reports a clash.  Only
+    asked on the rare path of a ``ctx`` function submitted with positional arguments,
+    so that ``submit(load, path, ctx)`` fails at once with a clear message instead of
+    "got multiple values for argument 'ctx'" from the worker thread.
+    """
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    names = code.co_varnames[: code.co_argcount]
+    if name not in names:
+        return None
+    index: int = names.index(name)
+    if getattr(fn, "__self__", None) is not None:  # a bound method: self is already given
+        index -= 1
+    return index

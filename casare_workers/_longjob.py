@@ -1058,6 +1058,11 @@ class LongJob(QThread, Generic[T]):
         That is the job thread, or the caller of ``cancel()`` for a job that never
         started.  Low-level (for the asyncio bridge); GUI code wants the signals.
         """
+        if not callable(fn):  # now, not as a logged error when the job ends
+            raise TypeError(
+                f"add_done_callback() expects a callable, got {fn!r} ({type(fn).__name__}); "
+                "pass the function itself, without calling it"
+            )
         core = self._core
         with core._lock:
             if not core._finished:

@@ -161,12 +161,14 @@ class LoopThread:
     Args:
         name: The thread's name.
         initializer: Called once on the thread before any call (may be ``async``),
-            e.g. ``pythoncom.CoInitialize``.  If it raises, every call fails with
+            e.g. ``pythoncom.CoInitialize``.  If it raises, the exception is logged
+            once (the ``casare_workers`` logger), every call fails with
             :class:`~casare_workers.InitializerError` (the cause attached) and the
             thread ends.
         initargs: Arguments for ``initializer``.
         finalizer: Called once on the thread at close (may be ``async``), only if the
-            initializer succeeded, e.g. ``pythoncom.CoUninitialize``.
+            initializer succeeded, e.g. ``pythoncom.CoUninitialize``.  An exception it
+            raises is logged once; the thread ends all the same.
         timeout: The default per-call timeout in seconds (None: no limit); override it
             per call with :meth:`options`.
         ordered: True (default): one call at a time, in submission order, each finished
@@ -518,6 +520,9 @@ class LoopThread:
             self._broken = exc
             left = list(self._items)
             self._items.clear()
+        # Logged once, here: nobody may be waiting on ``ready`` or have a call queued,
+        # and a thread that silently never works is the failure this class prevents.
+        report_callback_exception(f"the initializer of LoopThread {self.name!r}", exc)
         err = self._broken_error()
         self.ready.set_exception(err)
         for call in left:

@@ -24,7 +24,7 @@ from ._errors import (
     ManagerShutdownError,
     UnknownPoolError,
 )
-from ._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK
+from ._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK, positional_slot
 from ._longjob import JobRegistry, JobStatistics, LongJob
 from ._map import MapHandle
 from ._owners import OwnerRecord, check_owner
@@ -276,10 +276,11 @@ class _ManagerCore:
         task: TaskHandle[T] = TaskHandle(fn, args, kwargs, self.engine, opts.name)
         mode = task._ctx_mode
         if mode:
-            if mode == WANTS_CTX and "ctx" in kwargs:
+            if mode == WANTS_CTX and ("ctx" in kwargs or (args and _fills_ctx(fn, args))):
                 raise TypeError(
                     f"{task.name} declares 'ctx': the task context is passed by the manager, "
-                    "do not pass ctx= yourself"
+                    "do not pass ctx yourself (by keyword, or as one positional argument "
+                    "too many)"
                 )
             if mode == WANTS_PROGRESS_CALLBACK and "progress_callback" in kwargs:
                 raise TypeError(
@@ -723,7 +724,11 @@ class WorkerManager(QObject):
 
         Returns:
             True if the manager became idle.
+
+        Raises:
+            ConfigurationError: ``timeout`` is not a non-negative number of seconds.
         """
+        _check_timeout("wait_for_done() timeout", timeout, allow_zero=True)
         core = self._core
         deadline = time.monotonic() + timeout
         gui = core.engine.is_gui_thread()
@@ -840,6 +845,12 @@ class WorkerManager(QObject):
 
 def _with_throughput(stats: PoolStatistics, throughput: float) -> PoolStatistics:
     return replace(stats, throughput=round(max(0.0, throughput), 1))
+
+
+def _fills_ctx(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+    """True if ``args`` reach ``fn``'s positional ``ctx`` parameter (the manager's to pass)."""
+    slot = positional_slot(fn, "ctx")
+    return slot is not None and len(args) > slot
 
 
 def _check_timeout(what: str, value: object, *, allow_zero: bool = False) -> None:

@@ -26,17 +26,24 @@ Stopping (timeout, cancel) is: SIGTERM to the process group, ``terminate_grace``
 seconds for the child to exit, then SIGKILL to the group, which also reaches
 grandchildren that ignored SIGTERM or outlived their parent.  On Windows the child gets
 its own process group and the tree is ended with ``taskkill /T`` (``/F`` after the grace).
+
+At interpreter exit, every tree still being run is killed at once (SIGKILL to the
+group, ``taskkill /T /F``): the coroutine that would have stopped it is abandoned there
+(its thread is a daemon or a parked job), and a child in its own session, above all one
+that ignores SIGTERM, would otherwise outlive the application.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import codecs
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import weakref
 from collections import deque
@@ -310,6 +317,9 @@ async def run_process(
     transport, protocol = await loop.subprocess_exec(
         lambda: _ProcessProtocol(loop, emit, encoding, errors, merge_stderr), *argv, **spawn
     )
+    pid = transport.get_pid()
+    with _live_lock:
+        _live_trees.add(pid)
     timed_out = False
     try:
         try:
@@ -330,6 +340,8 @@ async def run_process(
         protocol.flush_all()
         # A grandchild may still hold the pipes: close our ends now rather than at GC.
         transport.close()
+        with _live_lock:
+            _live_trees.discard(pid)
     returncode = transport.get_returncode()
     assert returncode is not None
     return ProcessResult(
@@ -351,6 +363,28 @@ async def _stop_tree(
         # the tree may have ignored SIGTERM or outlived the child.
         _signal_tree(pid, force=True)
     await asyncio.wait([protocol.exited])
+
+
+# The children (process group leaders) of run_process calls in flight, for the exit hook.
+_live_trees: set[int] = set()
+_live_lock = threading.Lock()
+
+
+def _kill_live_trees() -> None:
+    """Kill the tree of every run still in flight (at interpreter exit; see the docstring).
+
+    The package imports ``_loopthread`` first, so this hook runs before its exit hook
+    (atexit is LIFO): a ``LoopThread`` closed at exit then finds the children of its
+    runs gone instead of waiting out their ``terminate_grace``.
+    """
+    with _live_lock:
+        pids = list(_live_trees)
+        _live_trees.clear()
+    for pid in pids:
+        _signal_tree(pid, force=True)
+
+
+atexit.register(_kill_live_trees)
 
 
 def _signal_tree(pid: int, *, force: bool) -> None:

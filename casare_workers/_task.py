@@ -28,7 +28,7 @@ import traceback
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar, cast
 
 import shiboken6
 from PySide6.QtCore import QObject, QThread, QTimer
@@ -509,6 +509,8 @@ class TaskHandle(Generic[T]):
         This is the low-level hook (used by the asyncio bridge); GUI code wants
         :meth:`then` or the signals, which run on the GUI thread.
         """
+        if not callable(fn):
+            _reject_callbacks(fn=fn)
         with self._lock:
             if not self._finished:
                 if self._done_callbacks is None:
@@ -557,6 +559,14 @@ class TaskHandle(Generic[T]):
                 f"then(context=...) must be a QObject whose thread runs the callback, "
                 f"got {type(context).__name__}"
             )
+        # Checked here: a non-callable would otherwise only surface as a logged
+        # "'int' object is not callable" when the task ends, far from the mistake.
+        if (
+            (on_result is not None and not callable(on_result))
+            or (on_error is not None and not callable(on_error))
+            or (on_cancelled is not None and not callable(on_cancelled))
+        ):
+            _reject_callbacks(on_result=on_result, on_error=on_error, on_cancelled=on_cancelled)
         cont: _Continuation = (on_result, on_error, on_cancelled, context, context is not None)
         with self._lock:
             if not self._delivered:
@@ -883,3 +893,12 @@ def _name_of(fn: object) -> str:
             return _name_of(inner)
         return type(fn).__name__
     return str(name)
+
+
+def _reject_callbacks(**given: object) -> NoReturn:
+    """Raise the TypeError naming the first argument that is neither callable nor None."""
+    name, value = next((n, v) for n, v in given.items() if v is not None and not callable(v))
+    raise TypeError(
+        f"{name} must be a callable (a function or a bound method) or None, got {value!r} "
+        f"({type(value).__name__}); pass the function itself, without calling it"
+    )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -179,6 +180,34 @@ def test_loopthread_initializer_failure_fails_every_call_with_the_cause(
     assert lt.close(10)
     assert finalized == []  # nothing was initialised, so nothing is undone
     assert lt.closed
+
+
+def test_loopthread_initializer_and_finalizer_errors_are_logged_once(
+    make_thread: Callable[..., LoopThread], caplog: pytest.LogCaptureFixture, gate: Gate
+) -> None:
+    def init() -> None:
+        gate.wait()  # fails only once a call is queued: the submit below cannot race it
+        raise OSError("CoInitialize failed")
+
+    def fini() -> None:
+        raise RuntimeError("CoUninitialize failed")
+
+    with caplog.at_level(logging.ERROR, logger="casare_workers"):
+        broken = make_thread(initializer=init)
+        queued = broken.submit(print, "never")
+        gate.open()
+        with pytest.raises(InitializerError):
+            broken.ready.result(10)
+        with pytest.raises(InitializerError):
+            queued.result(10)
+        with pytest.raises(InitializerError):
+            broken.submit(print, "never either")
+        assert broken.close(10)
+        working = make_thread(finalizer=fini)
+        assert working.call(int, "4") == 4  # the other thread was never affected
+        assert working.close(10)
+    logged = [r.exc_info[1] for r in caplog.records if r.exc_info]
+    assert [str(e) for e in logged] == ["CoInitialize failed", "CoUninitialize failed"]
 
 
 def test_loopthread_calls_queued_before_a_failing_initializer_get_its_error(

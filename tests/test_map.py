@@ -92,6 +92,7 @@ def test_map_rejects_non_iterable(manager: WorkerManager) -> None:
 
 
 def test_map_counts_as_one_task(manager: WorkerManager) -> None:
-    wait_for_handle(manager.options(pool="cpu").map(abs, range(100)))
+    # The "cpu" pool spawns its worker process first: slow on a loaded machine.
+    wait_for_handle(manager.options(pool="cpu").map(abs, range(100)), 60)
     stats = manager.statistics()["cpu"]
     assert stats.submitted == stats.succeeded == 1

@@ -7,6 +7,7 @@ import logging
 import os
 import select
 import signal
+import subprocess
 import sys
 import threading
 import weakref
@@ -271,6 +272,31 @@ def test_run_process_cancel_stops_the_whole_process_tree(reap: list[int]) -> Non
     child_pid, grandchild_pid = pids
     assert wait_dead(child_pid)
     assert wait_dead(grandchild_pid)  # it ignored SIGTERM: SIGKILL to the group got it
+
+
+@posix_only
+def test_run_process_tree_does_not_outlive_the_interpreter(reap: list[int]) -> None:
+    # The application exits while a run is in flight on a daemon thread (a LoopThread,
+    # a parked long job): nobody is left to stop the tree, which lives in its own
+    # session and, here, ignores SIGTERM.  The exit hook must kill it.
+    script = (
+        "import asyncio, sys, threading\n"
+        "from casare_workers import run_process\n"
+        "started = threading.Event()\n"
+        "def on_line(text, stream):\n"
+        "    print(text, flush=True)\n"
+        "    started.set()\n"
+        "def run():\n"
+        f"    asyncio.run(run_process({child(_TREE)!r}, on_line=on_line))\n"
+        "threading.Thread(target=run, daemon=True).start()\n"
+        "assert started.wait(30)\n"
+    )
+    done = subprocess.run([PY, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    child_pid, grandchild_pid = (int(pid) for pid in done.stdout.split())
+    reap.append(child_pid)
+    assert wait_dead(child_pid)
+    assert wait_dead(grandchild_pid)
 
 
 @posix_only
