@@ -37,9 +37,7 @@ import importlib
 import importlib.metadata
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -47,7 +45,7 @@ from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import Qt, QTimer
+from _common import GapMeter, machine, median_of, run_cell
 from PySide6.QtWidgets import QApplication
 
 THREADS = 8
@@ -59,33 +57,6 @@ GAP_TIMER_MS = 5
 
 def trivial(i: int) -> int:
     return i
-
-
-class GapMeter:
-    """A 5 ms precise timer; records the worst interval between two ticks."""
-
-    def __init__(self) -> None:
-        self.timer = QTimer()
-        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
-        self.timer.setInterval(GAP_TIMER_MS)
-        self.timer.timeout.connect(self._tick)
-        self.last = 0.0
-        self.worst = 0.0
-
-    def start(self) -> None:
-        self.last = time.perf_counter()
-        self.worst = 0.0
-        self.timer.start()
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        self.worst = max(self.worst, now - self.last)
-        self.last = now
-
-    def stop(self) -> float:
-        self.timer.stop()
-        self._tick()
-        return self.worst
 
 
 Call = Callable[[int], Coroutine[Any, Any, int]]
@@ -137,7 +108,7 @@ async def scenario_batch(name: str, manager: Any) -> dict[str, float]:
     # Warm up the threads and code paths (not measured).
     await asyncio.gather(*(loop.run_in_executor(None, trivial, i) for i in range(50)))
     await manager.map(trivial, range(50))
-    meter = GapMeter()
+    meter = GapMeter(GAP_TIMER_MS)
     meter.start()
     await asyncio.sleep(0.05)  # the meter's baseline ticks
     began = time.perf_counter()
@@ -207,43 +178,19 @@ def main() -> int:
             if args.scenario and scenario != args.scenario:
                 continue
             for contender in contenders:
-                key = f"{scenario}/{contender}"
-                out = subprocess.run(
-                    [sys.executable, __file__, "--scenario", scenario, "--contender", contender],
-                    capture_output=True,
-                    text=True,
-                    timeout=600,
-                    check=False,
-                )
-                if out.returncode != 0:
-                    print(f"{key}: FAILED\n{out.stderr}", file=sys.stderr)
-                    continue
-                raw.setdefault(key, []).append(json.loads(out.stdout.strip().splitlines()[-1]))
-    medians = {
-        key: {field: statistics.median(run[field] for run in runs) for field in runs[0]}
-        for key, runs in raw.items()
-    }
+                cell = run_cell(__file__, ["--scenario", scenario, "--contender", contender], 600)
+                if cell is not None:
+                    raw.setdefault(f"{scenario}/{contender}", []).append(cell)
+    medians = {key: median_of(runs) for key, runs in raw.items()}
     print(render(medians, args.repeat))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"machine": machine(), "medians": medians, "raw": raw}, fh, indent=2)
+            json.dump({"machine": machine("qasync"), "medians": medians, "raw": raw}, fh, indent=2)
     return 0
 
 
-def machine() -> dict[str, Any]:
-    import PySide6
-
-    return {
-        "python": platform.python_version(),
-        "pyside6": PySide6.__version__,
-        "qasync": importlib.metadata.version("qasync"),
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-    }
-
-
 def render(medians: dict[str, dict[str, float]], repeat: int) -> str:
-    m = machine()
+    m = machine("qasync")
     lines = [
         f"Python {m['python']}, PySide6 {m['pyside6']}, qasync {m['qasync']}, "
         f"{m['cpus']} CPUs, {m['platform']}; medians of {repeat} processes each",

@@ -29,9 +29,7 @@ import argparse
 import concurrent.futures
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -40,6 +38,7 @@ from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from _common import GapMeter, machine, median_of, run_cell
 from PySide6.QtCore import (
     QCoreApplication,
     QObject,
@@ -59,33 +58,6 @@ THREADS = 8
 
 def trivial(i: int) -> int:
     return i
-
-
-class GapMeter:
-    """A 1 ms precise timer; records the worst interval between two ticks."""
-
-    def __init__(self) -> None:
-        self.timer = QTimer()
-        self.timer.setTimerType(self.timer.timerType().PreciseTimer)
-        self.timer.setInterval(1)
-        self.timer.timeout.connect(self._tick)
-        self.last = 0.0
-        self.worst = 0.0
-
-    def start(self) -> None:
-        self.last = time.perf_counter()
-        self.worst = 0.0
-        self.timer.start()
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        self.worst = max(self.worst, now - self.last)
-        self.last = now
-
-    def stop(self) -> float:
-        self.timer.stop()
-        self._tick()
-        return self.worst
 
 
 class Receiver(QObject):
@@ -422,38 +394,15 @@ def main() -> int:
     # Interleave the repetitions so that a noisy minute hurts every contender alike.
     for _ in range(args.repeat):
         for contender, scenario in plan:
-            out = subprocess.run(
-                [sys.executable, __file__, "--contender", contender, "--scenario", scenario],
-                capture_output=True,
-                text=True,
-                timeout=900,
-                check=False,
-            )
-            if out.returncode != 0:
-                print(f"{contender}/{scenario}: FAILED\n{out.stderr}", file=sys.stderr)
-                continue
-            runs[f"{contender}/{scenario}"].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            cell = run_cell(__file__, ["--contender", contender, "--scenario", scenario], 900)
+            if cell is not None:
+                runs[f"{contender}/{scenario}"].append(cell)
     results = {key: median_of(values) for key, values in runs.items() if values}
     print(render(results, args.repeat))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"machine": machine(), "results": results, "runs": runs}, fh, indent=2)
     return 0
-
-
-def median_of(values: list[dict[str, Any]]) -> dict[str, Any]:
-    return {key: statistics.median(v[key] for v in values) for key in values[0]}
-
-
-def machine() -> dict[str, Any]:
-    import PySide6
-
-    return {
-        "python": platform.python_version(),
-        "pyside6": PySide6.__version__,
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-    }
 
 
 def render(results: dict[str, dict[str, Any]], repeat: int) -> str:

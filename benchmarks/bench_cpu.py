@@ -33,9 +33,7 @@ import importlib
 import json
 import multiprocessing
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -44,6 +42,7 @@ from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from _common import machine, run_cell
 from PySide6.QtCore import QCoreApplication, QEventLoop, QTimer
 
 TASKS = 24
@@ -244,43 +243,19 @@ def main() -> int:
     results: dict[str, dict[str, Any]] = {}
     for workload in WORKLOADS:
         for contender in CONTENDERS:
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--contender",
-                    contender,
-                    "--workload",
-                    workload,
-                    "--repeat",
-                    str(args.repeat),
-                ],
-                capture_output=True,
-                text=True,
-            )
             key = f"{contender}/{workload}"
-            if out.returncode != 0:
-                results[key] = {"error": out.stderr.strip().splitlines()[-1:]}
-                print(f"{key}: FAILED\n{out.stderr}", file=sys.stderr)
+            cell_args = ["--contender", contender, "--workload", workload]
+            cell = run_cell(__file__, [*cell_args, "--repeat", str(args.repeat)], 3600)
+            if cell is None:
+                results[key] = {"error": "failed (see stderr)"}
                 continue
-            results[key] = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{key}: {results[key]['wall_s']:.3f} s", file=sys.stderr)
+            results[key] = cell
+            print(f"{key}: {cell['wall_s']:.3f} s", file=sys.stderr)
     print(render(results))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"machine": machine(), "results": results}, fh, indent=2)
     return 0
-
-
-def machine() -> dict[str, Any]:
-    import PySide6
-
-    return {
-        "python": platform.python_version(),
-        "pyside6": PySide6.__version__,
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-    }
 
 
 def merge(paths: list[str]) -> dict[str, dict[str, Any]]:

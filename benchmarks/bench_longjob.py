@@ -30,9 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -41,38 +39,12 @@ from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QThread, QTimer, Signal, Slot
+from _common import GapMeter, machine, median_of, run_cell
+from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QThread, Signal, Slot
 
 N_LATENCY = 200
 LATENCY_SPACING_MS = 25
 N_FLOOD = 200_000
-
-
-class GapMeter:
-    """A 1 ms precise timer; records the worst interval between two ticks."""
-
-    def __init__(self) -> None:
-        self.timer = QTimer()
-        self.timer.setTimerType(self.timer.timerType().PreciseTimer)
-        self.timer.setInterval(1)
-        self.timer.timeout.connect(self._tick)
-        self.last = 0.0
-        self.worst = 0.0
-
-    def start(self) -> None:
-        self.last = time.perf_counter()
-        self.worst = 0.0
-        self.timer.start()
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        self.worst = max(self.worst, now - self.last)
-        self.last = now
-
-    def stop(self) -> float:
-        self.timer.stop()
-        self._tick()
-        return self.worst
 
 
 class Receiver(QObject):
@@ -321,38 +293,15 @@ def main() -> int:
     for _ in range(args.repeat):
         for scenario in SCENARIOS:
             for contender in CONTENDERS:
-                out = subprocess.run(
-                    [sys.executable, __file__, "--contender", contender, "--scenario", scenario],
-                    capture_output=True,
-                    text=True,
-                    timeout=900,
-                    check=False,
-                )
-                key = f"{contender}/{scenario}"
-                if out.returncode != 0:
-                    print(f"{key}: FAILED\n{out.stderr}", file=sys.stderr)
-                    continue
-                runs.setdefault(key, []).append(json.loads(out.stdout.strip().splitlines()[-1]))
-    medians = {
-        key: {field: statistics.median(r[field] for r in rs) for field in rs[0]}
-        for key, rs in runs.items()
-    }
+                cell = run_cell(__file__, ["--contender", contender, "--scenario", scenario], 900)
+                if cell is not None:
+                    runs.setdefault(f"{contender}/{scenario}", []).append(cell)
+    medians = {key: median_of(rs) for key, rs in runs.items()}
     print(render(medians, args.repeat))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"machine": machine(), "runs": runs, "medians": medians}, fh, indent=2)
     return 0
-
-
-def machine() -> dict[str, Any]:
-    import PySide6
-
-    return {
-        "python": platform.python_version(),
-        "pyside6": PySide6.__version__,
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-    }
 
 
 def render(medians: dict[str, dict[str, float]], repeat: int) -> str:
