@@ -906,12 +906,43 @@ def load_average() -> str:
 
 def machine_line(meta: dict[str, Any]) -> str:
     v = meta["versions"]
+    loads = "; ".join(f"{before} before, {after} after" for before, after in run_loads(meta))
     return (
         f"Python {meta['python']}, PySide6 {v['PySide6-Essentials']}, qasync {v['qasync']}, "
         f"superqt {v['superqt']}, qt-async-threads {v['qt-async-threads']}; "
-        f"{meta['cpus']} CPUs, {meta['platform']}; load average (1/5/15 min) "
-        f"{meta['load_before']} before the run, {meta['load_after']} after"
+        f"{meta['cpus']} CPUs, {meta['platform']}; load average (1/5/15 min) {loads}"
     )
+
+
+def run_loads(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """The load averages before and after each run of the command that ``meta`` covers."""
+    return [(m["load_before"], m["load_after"]) for m in meta.get("merged", [meta])]
+
+
+def merge(saved: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several ``--json`` files of the same command as one: every process's figures pooled.
+
+    Running the command more than once, at different moments, and taking the median of
+    all the processes is how a busy shared machine is kept from deciding the figures.
+    """
+    if len(saved) == 1:
+        return saved[0]
+    first = saved[0]
+    meta = dict(first["meta"], merged=[s["meta"] for s in saved])
+    meta["repeat"] = sum(s["meta"]["repeat"] for s in saved)
+    runs: dict[str, list[dict[str, float]]] = {}
+    errors: dict[str, list[str]] = {}
+    skipped: dict[str, str] = {}
+    for s in saved:
+        if s["meta"]["scale"] != meta["scale"]:
+            raise SystemExit("--render: the files were made at different --scale values")
+        for key, values in s["runs"].items():
+            runs.setdefault(key, []).extend(values)
+        for key, lines in s["errors"].items():
+            errors.setdefault(key, []).extend(lines)
+        skipped.update(s.get("skipped", {}))
+    skipped = {key: why for key, why in skipped.items() if not runs.get(key)}
+    return {"meta": meta, "runs": runs, "errors": errors, "skipped": skipped}
 
 
 # -- targets -----------------------------------------------------------------------------------
@@ -1070,13 +1101,59 @@ def evaluate_targets(results: dict[str, dict[str, float]]) -> list[Target]:
 # -- the page ------------------------------------------------------------------------------------
 
 
+def command_lines(meta: dict[str, Any]) -> list[str]:
+    merged = meta.get("merged")
+    if not merged:
+        return [f"Command: `{meta['command']}`"]
+    lines = [
+        f"Commands: the same benchmark run {len(merged)} times, one after the other, and the "
+        "pooled processes' median drawn by the last one:",
+        "",
+        "```console",
+    ]
+    lines += [m["command"] for m in merged]
+    files = " ".join(json_argument(m["command"]) for m in merged)
+    lines += [f"python benchmarks/bench_compare.py --render {files}", "```"]
+    return lines
+
+
+def json_argument(command: str) -> str:
+    """The ``--json`` file a recorded command wrote (what ``--render`` reads back)."""
+    parts = shlex.split(command)
+    return parts[parts.index("--json") + 1] if "--json" in parts else "<its --json file>"
+
+
+#: The hand-written reading of the figures: kept when the script rewrites the page.
+READING_BEGIN = "<!-- reading: written by hand, kept by bench_compare.py -->"
+READING_END = "<!-- /reading -->"
+
+
+def kept_reading(page: Path) -> str:
+    """The hand-written block of an existing page (with its markers), or a placeholder."""
+    if page.exists():
+        text = page.read_text()
+        begin, end = text.find(READING_BEGIN), text.find(READING_END)
+        if 0 <= begin < end:
+            return text[begin : end + len(READING_END)]
+    return "\n".join(
+        [
+            READING_BEGIN,
+            "## Reading the results",
+            "",
+            "*Not written yet for these figures.*",
+            READING_END,
+        ]
+    )
+
+
 def render_markdown(
     results: dict[str, dict[str, float]],
     errors: dict[str, list[str]],
     skipped: dict[str, str],
     meta: dict[str, Any],
+    reading: str = "",
 ) -> str:
-    """The Markdown page: command, machine, targets, one table per scenario."""
+    """The Markdown page: command, machine, targets, reading, one table per scenario."""
     s = Sizes.scaled(meta["scale"])
 
     def num(value: int) -> str:
@@ -1095,7 +1172,7 @@ def render_markdown(
         "this library is for; every pool has 8 threads.  The machine is shared and has 2",
         "CPUs: read the figures as ratios.",
         "",
-        f"Command: `{meta['command']}`",
+        *command_lines(meta),
         "",
         f"Machine: {machine_line(meta)}; median of {meta['repeat']} processes per cell.",
         "",
@@ -1113,6 +1190,7 @@ def render_markdown(
     for t in evaluate_targets(results):
         met = "not measured" if t.met is None else ("**yes**" if t.met else "**no**")
         out.append(f"| {t.issue} | {t.text} | {t.measured} | {met} |")
+    out += ["", reading] if reading else []
     out += [
         "",
         "## Scenarios",
@@ -1273,19 +1351,24 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--contender", action="append", choices=sorted(CONTENDERS))
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
+    parser.add_argument(
+        "--row", action="append", choices=[r.key for r in PLAN], help="only these cells"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="processes per cell (median)")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink every size (tests)")
     parser.add_argument("--out", type=Path, default=DOCS, help="where the page and plot go")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib)")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
-    parser.add_argument("--render", type=Path, help="re-draw from a --json file, no runs")
+    parser.add_argument(
+        "--render", type=Path, nargs="+", help="re-draw from --json files (pooled), no runs"
+    )
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # a child process: one cell
     args = parser.parse_args(None if argv is None else list(argv))
     if args.cell:
         print(json.dumps(run_cell(args.cell, Sizes.scaled(args.scale))))
         return 0
     if args.render:
-        saved = json.loads(args.render.read_text())
+        saved = merge([json.loads(path.read_text()) for path in args.render])
         meta, runs, errors = saved["meta"], saved["runs"], saved["errors"]
         skipped = saved.get("skipped", {})
     else:
@@ -1294,6 +1377,7 @@ def main(argv: Iterable[str] | None = None) -> int:
             for r in PLAN
             if (not args.contender or r.contender in args.contender)
             and (not args.scenario or r.scenario in args.scenario)
+            and (not args.row or r.key in args.row)
         ]
         skipped = {
             r.key: f"not run: {REQUIRES[r.contender]} is not installed"
@@ -1321,8 +1405,9 @@ def main(argv: Iterable[str] | None = None) -> int:
             )
     results = medians(runs)
     args.out.mkdir(parents=True, exist_ok=True)
-    page = render_markdown(results, errors, skipped, meta)
-    (args.out / "comparison.md").write_text(page)
+    target = args.out / "comparison.md"
+    page = render_markdown(results, errors, skipped, meta, kept_reading(target))
+    target.write_text(page)
     if not args.no_plot:
         plot(results, args.out / "comparison.png", machine_line(meta))
     print(page)

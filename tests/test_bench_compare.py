@@ -138,16 +138,64 @@ def test_bench_compare_plot_writes_a_png(bench: Any, tmp_path: Path) -> None:
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
+#: One cell per code path of the script, from contenders that need nothing beyond the
+#: ``async`` extra: the sliced and the batch submission, the round trip, the coalesced and
+#: the per-update progress, the memory passes, and both await scenarios.  A process each.
+TINY_ROWS = (
+    "throughput/executor/bridge",
+    "throughput/casare/map",
+    "roundtrip/casare/then",
+    "progress/casare/ctx.progress",
+    "progress/executor/bridge",
+    "memory/casare/signals",
+    "await/casare/await",
+    "await_batch/executor/gather",
+)
+
+
+def test_bench_compare_merge_pools_the_processes_of_several_runs(bench: Any) -> None:
+    def saved(load: str, value: float, failed: list[str]) -> dict[str, Any]:
+        meta = {
+            "command": f"python benchmarks/bench_compare.py --json run{value:.0f}.json",
+            "repeat": 1,
+            "scale": 1.0,
+            "load_before": load,
+            "load_after": load,
+        }
+        runs = {"roundtrip/casare/then": [{"median_us": value}]}
+        errors = {"roundtrip/tutorial/runnable": failed} if failed else {}
+        return {"meta": meta, "runs": runs, "errors": errors, "skipped": {}}
+
+    merged = bench.merge([saved("1.00", 1.0, ["boom"]), saved("2.00", 3.0, ["bang"])])
+    assert merged["meta"]["repeat"] == 2
+    assert merged["runs"]["roundtrip/casare/then"] == [{"median_us": 1.0}, {"median_us": 3.0}]
+    assert merged["errors"]["roundtrip/tutorial/runnable"] == ["boom", "bang"]
+    assert bench.run_loads(merged["meta"]) == [("1.00", "1.00"), ("2.00", "2.00")]
+    assert bench.command_lines(merged["meta"])[-2] == (
+        "python benchmarks/bench_compare.py --render run1.json run3.json"
+    )
+
+
+def test_bench_compare_keeps_the_hand_written_reading(bench: Any, tmp_path: Path) -> None:
+    page = tmp_path / "comparison.md"
+    assert "Not written yet" in bench.kept_reading(page)
+    block = f"{bench.READING_BEGIN}\n## Reading the results\n\nBecause.\n{bench.READING_END}"
+    page.write_text(f"# old figures\n\n{block}\n\n## old tables\n")
+    assert bench.kept_reading(page) == block
+
+
 @pytest.mark.slow
-def test_bench_compare_runs_every_cell_of_installed_contenders(tmp_path: Path) -> None:
+def test_bench_compare_runs_cells_of_installed_contenders(tmp_path: Path) -> None:
     """The real script, end to end: one process per cell, tiny sizes, no plot."""
+    pytest.importorskip("qasync", reason="every cell runs on a qasync loop (the async extra)")
     raw = tmp_path / "raw.json"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    rows = [arg for key in TINY_ROWS for arg in ("--row", key)]
     out = subprocess.run(
         [
             sys.executable,
             str(SCRIPT),
-            *("--contender", "casare", "--contender", "executor"),
+            *rows,
             *("--scale", "0.005", "--repeat", "1", "--no-plot"),
             *("--out", str(tmp_path), "--json", str(raw)),
         ],
@@ -161,16 +209,7 @@ def test_bench_compare_runs_every_cell_of_installed_contenders(tmp_path: Path) -
     saved = json.loads(raw.read_text())
     assert saved["errors"] == {}
     runs = saved["runs"]
-    assert runs, "no cell ran"
-    assert {key.split("/")[1] for key in runs} == {"casare", "executor"}
-    assert {key.split("/")[0] for key in runs} == {
-        "throughput",
-        "roundtrip",
-        "progress",
-        "memory",
-        "await",
-        "await_batch",
-    }
+    assert sorted(runs) == sorted(TINY_ROWS)
     for key, values in runs.items():
         assert len(values) == 1, key
         assert all(isinstance(v, float) for v in values[0].values()), key
@@ -179,6 +218,6 @@ def test_bench_compare_runs_every_cell_of_installed_contenders(tmp_path: Path) -
     assert runs["progress/executor/bridge"][0]["gui_updates"] == n
     assert 1 <= runs["progress/casare/ctx.progress"][0]["gui_updates"] < n
     page = (tmp_path / "comparison.md").read_text()
-    assert "Command: `python benchmarks/bench_compare.py --contender casare" in page
+    assert "Command: `python benchmarks/bench_compare.py --row" in page
     assert "| superqt |" in page
     assert "not run" in page
