@@ -62,6 +62,7 @@ import sys
 import textwrap
 import threading
 import time
+import traceback
 import tracemalloc
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -1365,7 +1366,16 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # a child process: one cell
     args = parser.parse_args(None if argv is None else list(argv))
     if args.cell:
-        print(json.dumps(run_cell(args.cell, Sizes.scaled(args.scale))))
+        try:
+            figures = run_cell(args.cell, Sizes.scaled(args.scale))
+        except Exception as exc:
+            traceback.print_exc()
+            # The orchestrator reports a cell's last line of stderr: make it the error.
+            # Exiting at once keeps it last: finalisers at interpreter exit (a library's
+            # abandoned async generators) would otherwise print their own complaints after it.
+            print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            os._exit(1)
+        print(json.dumps(figures))
         return 0
     if args.render:
         saved = merge([json.loads(path.read_text()) for path in args.render])

@@ -221,3 +221,18 @@ def test_bench_compare_runs_cells_of_installed_contenders(tmp_path: Path) -> Non
     assert "Command: `python benchmarks/bench_compare.py --row" in page
     assert "| superqt |" in page
     assert "not run" in page
+
+
+def test_bench_compare_failed_cell_ends_its_stderr_with_the_error() -> None:
+    """The orchestrator quotes a failed cell's last stderr line: it must be the error."""
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--cell", "throughput/nobody/nothing"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, QT_QPA_PLATFORM="offscreen"),
+        check=False,
+    )
+    assert out.returncode == 1
+    assert out.stdout == ""
+    assert out.stderr.strip().splitlines()[-1] == "KeyError: 'throughput/nobody/nothing'"
