@@ -131,11 +131,36 @@ def test_bench_compare_page_marks_what_did_not_run(bench: Any) -> None:
         assert f"### {title}" in page
 
 
-def test_bench_compare_plot_writes_a_png(bench: Any, tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
-    path = tmp_path / "comparison.png"
-    bench.plot(fake_results(bench, casare_factor=0.5), path, "machine line")
-    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+def test_bench_compare_render_writes_the_page_and_a_png(bench: Any, tmp_path: Path) -> None:
+    """``--render`` from saved figures, in a child process (matplotlib stays out of this one)."""
+    pytest.importorskip("matplotlib", reason="the plot needs matplotlib (the bench group)")
+    meta = {
+        "command": "python benchmarks/bench_compare.py --json raw.json",
+        "python": "3.12.1",
+        "versions": bench.versions(),
+        "cpus": 2,
+        "platform": "Linux",
+        "repeat": 1,
+        "scale": 1.0,
+        "load_before": "1.00/1.00/1.00",
+        "load_after": "1.00/1.00/1.00",
+    }
+    runs = {key: [figures] for key, figures in fake_results(bench, 0.5).items()}
+    raw = tmp_path / "raw.json"
+    raw.write_text(json.dumps({"meta": meta, "runs": runs, "errors": {}, "skipped": {}}))
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--render", str(raw), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, QT_QPA_PLATFORM="offscreen"),
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "comparison.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    page = (tmp_path / "comparison.md").read_text()
+    assert "Command: `python benchmarks/bench_compare.py --json raw.json`" in page
+    assert bench.READING_BEGIN in page
 
 
 #: One cell per code path of the script, from contenders that need nothing beyond the
@@ -189,7 +214,9 @@ def test_bench_compare_runs_cells_of_installed_contenders(tmp_path: Path) -> Non
     """The real script, end to end: one process per cell, tiny sizes, no plot."""
     pytest.importorskip("qasync", reason="every cell runs on a qasync loop (the async extra)")
     raw = tmp_path / "raw.json"
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    # The child imports this checkout's casare_workers, whatever the environment installed.
+    path = os.pathsep.join(filter(None, [str(BENCHMARKS.parent), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=path)
     rows = [arg for key in TINY_ROWS for arg in ("--row", key)]
     out = subprocess.run(
         [
