@@ -25,22 +25,31 @@ SCRIPT = BENCHMARKS / "bench_compare.py"
 
 @pytest.fixture(scope="module")
 def bench() -> Iterator[ModuleType]:
-    """The script as a module (it imports bench_core and bench_asyncio from beside it)."""
-    before = set(sys.modules)
+    """The script as a module (it imports bench_core and bench_asyncio from beside it).
+
+    The modules stay imported for the rest of the session on purpose: they define QObject
+    subclasses with signals, and letting PySide free such classes while the suite's
+    QApplication lives on has crashed later tests (a segfault in ``processEvents``).
+    """
+    qt_api = os.environ.get("QT_API")
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        spec = importlib.util.spec_from_file_location("bench_compare", SCRIPT)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_compare"] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
+        module = sys.modules.get("bench_compare")
+        if module is None:
+            spec = importlib.util.spec_from_file_location("bench_compare", SCRIPT)
+            assert spec is not None
+            assert spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules["bench_compare"] = module  # dataclasses look their module up there
+            spec.loader.exec_module(module)
         yield module
     finally:
         sys.path.remove(str(BENCHMARKS))
-        for name in ("bench_compare", "bench_core", "bench_asyncio"):
-            if name not in before:
-                sys.modules.pop(name, None)
+        # The script picks qtpy's binding for its contenders; not the suite's business.
+        if qt_api is None:
+            os.environ.pop("QT_API", None)
+        else:
+            os.environ["QT_API"] = qt_api
 
 
 def fake_results(bench: Any, casare_factor: float) -> dict[str, dict[str, float]]:
