@@ -67,3 +67,20 @@ def demo(session: nox.Session) -> None:
     """Run the demo app (extra arguments go to the app, e.g. -- --screenshot out.png)."""
     session.install("-e", ".[async,demo]")
     session.run("python", "-m", "demo_app", *session.posargs)
+
+
+@nox.session(python=PRIMARY)
+def bench(session: nox.Session) -> None:
+    """casare_workers against the alternatives; writes docs/comparison.md and .png.
+
+    Not part of the test command.  Extra arguments go to the script, e.g.
+    ``./dev -s bench -- --repeat 5``.
+    """
+    session.install("-e", ".[async]")
+    session.install(*nox.project.dependency_groups(PYPROJECT, "bench"))
+    session.run(
+        "python",
+        "benchmarks/bench_compare.py",
+        *session.posargs,
+        env={"QT_QPA_PLATFORM": "offscreen"},
+    )
