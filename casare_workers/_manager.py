@@ -379,14 +379,23 @@ class _ManagerCore:
         if self.watchers:
             for watcher in self.watchers:
                 watcher.append(task)
-        if superseded is not None:
-            superseded.cancel(reason="superseded")
         try:
             submit(task, opts.priority)
         except BaseException:
             with self.lock:
                 self.forget(task)
+                if (
+                    superseded is not None
+                    and not superseded.done()
+                    and self.keys.get((record, opts.key)) is None
+                ):
+                    # The refused task never replaced anything: the previous one goes on.
+                    self.keys[(record, opts.key)] = superseded
             raise
+        # After the pool accepted the new task: a refused submit (unpicklable arguments,
+        # a closed pool) must not cancel the task it would have replaced.
+        if superseded is not None:
+            superseded.cancel(reason="superseded")
         if not self.busy or self.wants_submitted:
             if self.engine.is_gui_thread():
                 self.on_submitted(task)

@@ -183,6 +183,22 @@ def test_process_map_chunks_automatically_and_keeps_order(mgr: WorkerManager) ->
     assert after.submitted - before.submitted == after.succeeded - before.succeeded == 1
 
 
+def test_refused_submit_does_not_supersede_the_task_it_would_replace(
+    mgr: WorkerManager, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    opts = mgr.options(pool="proc", key="preview")
+    first = opts.submit(tasks.wait_for_file, str(gate))
+    try:
+        with pytest.raises(SerializationError, match="argument 0"):
+            opts.submit(tasks.square, threading.Lock())
+        assert not first.done()  # the refused task replaced nothing
+    finally:
+        gate.touch()
+    assert wait_for_handle(first, WAIT) > 0  # a pid: it ran to the end, not cancelled
+    assert wait_for_handle(opts.submit(tasks.square, 3), WAIT) == 9  # the key still works
+
+
 def test_process_map_spreads_over_the_workers(
     mgr: WorkerManager, qtbot: QtBot, tmp_path: Path
 ) -> None:
