@@ -40,7 +40,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -84,14 +84,18 @@ def make_call(name: str, manager: Any, loop: asyncio.AbstractEventLoop) -> Call:
     return call
 
 
-async def scenario_roundtrip(name: str, manager: Any) -> dict[str, float]:
-    loop = asyncio.get_running_loop()
-    call = make_call(name, manager, loop)
+async def time_awaits(
+    call: Callable[[int], Awaitable[int]], n: int, samples: list[float]
+) -> dict[str, float]:
+    """``n`` sequential awaits of ``call`` after a warm-up; their median and 90th percentile.
+
+    Appends each duration to ``samples``.  Awaits nothing else, so it runs under asyncio
+    and under other coroutine runners (qt-async-threads') alike.
+    """
     for i in range(N_WARMUP):
         await call(i)
-    samples: list[float] = []
     clock = time.perf_counter
-    for i in range(N_ROUNDTRIPS):
+    for i in range(n):
         began = clock()
         await call(i)
         samples.append(clock() - began)
@@ -100,6 +104,11 @@ async def scenario_roundtrip(name: str, manager: Any) -> dict[str, float]:
         "median_us": statistics.median(samples) * 1e6,
         "p90_us": samples[int(len(samples) * 0.9)] * 1e6,
     }
+
+
+async def scenario_roundtrip(name: str, manager: Any) -> dict[str, float]:
+    call = make_call(name, manager, asyncio.get_running_loop())
+    return await time_awaits(call, N_ROUNDTRIPS, [])
 
 
 async def scenario_batch(name: str, manager: Any) -> dict[str, float]:

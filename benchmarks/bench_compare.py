@@ -669,24 +669,6 @@ GUI_SCENARIOS = {
 # -- the await scenarios -----------------------------------------------------------------------
 
 
-async def time_awaits(
-    call: Callable[[int], Awaitable[int]], n: int, samples: list[float]
-) -> dict[str, float]:
-    """Sequential awaits; works under asyncio and under qt-async-threads' own runner alike."""
-    for i in range(N_WARMUP):
-        await call(i)
-    clock = time.perf_counter
-    for i in range(n):
-        began = clock()
-        await call(i)
-        samples.append(clock() - began)
-    samples.sort()
-    return {
-        "median_us": statistics.median(samples) * 1e6,
-        "p90_us": samples[int(len(samples) * 0.9)] * 1e6,
-    }
-
-
 def on_runner(runner: Any, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
     """Run a qt-async-threads coroutine on its runner; an asyncio future for its outcome.
 
@@ -735,11 +717,11 @@ async def run_await(row: Row, sizes: Sizes, closers: list[Callable[[], object]])
         runner = module.QtAsyncRunner(THREADS)
         closers.append(runner.close)
         run: Callable[[int], Awaitable[int]] = functools.partial(runner.run, trivial)
-        driven = on_runner(runner, time_awaits(run, sizes.awaits, samples))
+        driven = on_runner(runner, bench_asyncio.time_awaits(run, sizes.awaits, samples))
         return await guarded(driven, lambda: len(samples), sizes.awaits, "awaits")  # type: ignore[no-any-return]
     else:
         raise ValueError(row.key)
-    timed = time_awaits(call, sizes.awaits, samples)
+    timed = bench_asyncio.time_awaits(call, sizes.awaits, samples)
     return await guarded(timed, lambda: len(samples), sizes.awaits, "awaits")  # type: ignore[no-any-return]
 
 
