@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
 import subprocess
 import sys
 from typing import Any
@@ -21,6 +20,7 @@ from demo_app.ports.installer import (
     failed,
     install,
 )
+from tests.processes import wait_dead
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process checks")
 
@@ -58,31 +58,6 @@ class Outcome(QObject):
     @Slot(bool, str)
     def on_done(self, success: bool, message: str) -> None:
         self.done.append((success, message))
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def wait_dead(pid: int, timeout: float = 10.0) -> bool:
-    """Wait for ``pid`` to end, woken by the kernel (pidfd)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)
-    return not pid_alive(pid)
 
 
 def settle(qtbot: Any, manager: WorkerManager, outcome: Outcome) -> None:

@@ -48,6 +48,7 @@ from casare_workers import (
 from casare_workers._processpool import ProcessPool
 from casare_workers.pytest_plugin import wait_for_handle
 from tests import reliability_tasks
+from tests.processes import pid_alive, wait_dead
 
 
 class Ledger:
@@ -715,28 +716,6 @@ def _process_tree(root: int) -> list[int]:
     return tree
 
 
-def _running(pid: int) -> bool:
-    """True while ``pid`` runs (an exited process that nobody reaped yet does not)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-
-
-def _wait_ended(pid: int, timeout: float) -> bool:
-    """Wait until ``pid`` has ended, woken by the kernel (a pidfd), not by polling."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)
-    return not _running(pid)
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="reads the process tree in /proc")
 def test_quit_with_everything_running_exits_in_time_and_leaves_no_process(
@@ -771,10 +750,10 @@ def test_quit_with_everything_running_exits_in_time_and_leaves_no_process(
         quit_at = time.monotonic()
         out, err = process.communicate(timeout=30)
         took = time.monotonic() - quit_at
-        survivors = [pid for pid in tree if not _wait_ended(pid, 5)]
+        survivors = [pid for pid in tree if not wait_dead(pid, 5)]
     finally:
         for pid in [process.pid, *tree]:
-            if _running(pid):
+            if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)  # never leave a process behind, even on failure
     with capsys.disabled():
         print(

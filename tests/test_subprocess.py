@@ -5,7 +5,6 @@ import contextlib
 import gc
 import logging
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from casare_workers import (
 )
 from casare_workers._subprocess import MAX_LINE, _LineSplitter
 from casare_workers.pytest_plugin import assert_gui_thread
+from tests.processes import wait_dead
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and groups")
 
@@ -39,34 +39,6 @@ PY = sys.executable
 def child(code: str) -> list[str]:
     """A Python child running ``code`` unbuffered (every print is a line at once)."""
     return [PY, "-u", "-c", code]
-
-
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie, exited but not reaped, counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def wait_dead(pid: int, timeout: float = 10.0) -> bool:
-    """Wait for ``pid`` to end, woken by the kernel (pidfd), not by polling."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)
-    return not pid_alive(pid)
 
 
 @pytest.fixture
