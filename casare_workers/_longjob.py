@@ -75,7 +75,7 @@ from ._errors import (
 from ._introspect import WANTS_CTX, call_mode
 from ._owners import OwnerRecord, check_owner
 from ._state import TaskState
-from ._task import TaskContext, TaskError, _mirror_into, _ViewFuture
+from ._task import TaskContext, TaskError, _cancel_event_of, _mirror_into, _ViewFuture
 
 if TYPE_CHECKING:
     from ._manager import WorkerManager, _ManagerCore
@@ -231,15 +231,7 @@ class _JobCore:
     # -- fields TaskContext uses --------------------------------------------------------------
 
     def _cancel_event(self) -> threading.Event:
-        ev = self._cancel_ev
-        if ev is None:
-            with self._lock:
-                ev = self._cancel_ev
-                if ev is None:
-                    ev = self._cancel_ev = threading.Event()
-        if self._cancel_requested:
-            ev.set()
-        return ev
+        return _cancel_event_of(self)
 
     def _owner_alive(self) -> bool:
         owner = self._owner

@@ -415,15 +415,7 @@ class TaskHandle(Generic[T]):
             ev.set()
 
     def _cancel_event(self) -> threading.Event:
-        ev = self._cancel_ev
-        if ev is None:
-            with self._lock:
-                ev = self._cancel_ev
-                if ev is None:
-                    ev = self._cancel_ev = threading.Event()
-        if self._cancel_requested:
-            ev.set()
-        return ev
+        return _cancel_event_of(self)
 
     # -- blocking access (non-GUI threads) ---------------------------------------------
 
@@ -842,6 +834,29 @@ class _Outcome(Protocol):
     _state: TaskState
     _value: Any
     _exc: BaseException | None
+
+
+class _Cancellable(Protocol):
+    _cancel_ev: threading.Event | None
+    _cancel_requested: bool
+    _lock: threading.Lock
+
+
+def _cancel_event_of(source: _Cancellable) -> threading.Event:
+    """The event a ``ctx.wait()`` sleeps on, made on first use (most tasks never sleep).
+
+    Shared by tasks and long jobs.  Set at once if a cancel came first: the canceller
+    only sets an event that already exists.
+    """
+    ev = source._cancel_ev
+    if ev is None:
+        with source._lock:
+            ev = source._cancel_ev
+            if ev is None:
+                ev = source._cancel_ev = threading.Event()
+    if source._cancel_requested:
+        ev.set()
+    return ev
 
 
 class _ViewFuture(Future[T]):
