@@ -107,6 +107,11 @@ CHUNKS_PER_WORKER = 4
 PIPELINE = 2
 #: Seconds ``join`` waits for killed processes after its deadline.
 KILL_WAIT = 5.0
+#: Seconds a retired worker process (idle too long, replaced, or its pool shutting down)
+#: has to exit once told to.  One that does not, usually because a task left a
+#: non-daemon thread running in it, is killed: it must not hold its pool's service
+#: thread, the pool's shutdown or the interpreter's exit.
+RETIRE_WAIT = 2.0
 
 _SPAWN = multiprocessing.get_context("spawn")
 
@@ -159,10 +164,10 @@ class _Worker:
         "conn",
         "executor",
         "flag",
-        "how",
         "kill_reason",
         "killed",
         "process",
+        "retire_by",
         "retired",
         "running",
     )
@@ -184,7 +189,7 @@ class _Worker:
         self.killed = False
         self.kill_reason = "cancelled"
         self.retired = False
-        self.how = "(not started)"
+        self.retire_by = 0.0
 
 
 class _Job:
@@ -284,6 +289,8 @@ class ProcessPool(TaskCounters):
         self._seq = itertools.count()
         self._slots = [_Slot() for _ in range(self.max_workers)]
         self._completions: deque[tuple[_Slot, _Job, Future[bytes]]] = deque()
+        # Workers told to exit whose process has not ended yet (guarded by the lock).
+        self._retiring: list[_Worker] = []
         self._service: threading.Thread | None = None
         self._wake_r: Connection | None = None
         self._wake_w: Connection | None = None
@@ -292,6 +299,7 @@ class ProcessPool(TaskCounters):
         self._accepting = True
         self._stopping = False
         self._abort = False
+        self._hurry = False  # kill retiring workers now (the shutdown's time is up)
         self._restarts = 0
 
     @property
@@ -406,7 +414,13 @@ class ProcessPool(TaskCounters):
                     for slot in self._slots
                     if slot.worker is not None and slot.worker.conn is not None
                 }
-                ready = wait([wake_r, *by_conn], self._next_deadline())
+                # A retiring worker's process sentinel turns ready when it has exited.
+                exiting = {
+                    worker.process.sentinel: worker
+                    for worker in self._retiring_now()
+                    if worker.process is not None
+                }
+                ready = wait([wake_r, *by_conn, *exiting], self._next_deadline())
                 for conn in ready:
                     if conn is wake_r:
                         # Drain first, then clear: a wake-up sent in between would be
@@ -415,6 +429,8 @@ class ProcessPool(TaskCounters):
                         # work, queued before, is handled below) or sends a new byte.
                         _drain(wake_r)
                         self._wake_pending = False
+                    elif isinstance(conn, int):
+                        self._exited(exiting[conn])
                     else:
                         self._read_progress(by_conn[conn])  # type: ignore[index]
                 self._handle_completions()
@@ -437,7 +453,18 @@ class ProcessPool(TaskCounters):
             for slot in self._slots
             if slot.worker is not None and not slot.jobs
         ]
+        deadlines += [worker.retire_by for worker in self._retiring_now() if not worker.killed]
         return max(0.0, min(deadlines) - now) if deadlines else None
+
+    def _retiring_now(self) -> list[_Worker]:
+        with self.lock:
+            return list(self._retiring)
+
+    def _exited(self, worker: _Worker) -> None:
+        # The process of a retired worker has ended: nothing of it is left to watch.
+        with self.lock:
+            if worker in self._retiring:
+                self._retiring.remove(worker)
 
     def _read_progress(self, slot: _Slot) -> None:
         worker = slot.worker
@@ -490,7 +517,7 @@ class ProcessPool(TaskCounters):
             exc = future.exception()
             worker = job.worker
             if isinstance(exc, BrokenProcessPool) and worker is not None:
-                how = self._retire(slot, worker, restart=True)
+                how = self._retire_crashed(slot, worker)
                 if worker.running.value != job.seq:
                     # Handed to the process but never started: put it back, in its place.
                     self._requeue(job)
@@ -611,6 +638,20 @@ class ProcessPool(TaskCounters):
                 )
             ):
                 self._retire(slot, worker, restart=False)  # idle too long: free the memory
+        for worker in self._retiring_now():
+            if not worker.killed and (self._hurry or worker.retire_by <= now):
+                process = worker.process
+                logger.warning(
+                    "pool %r: worker process (pid %s) had not exited %s; killed it (a "
+                    "task probably left a non-daemon thread running in it: start such "
+                    "threads with daemon=True, or join them before returning)",
+                    self.name,
+                    process.pid if process is not None else "?",
+                    "when the shutdown's time ran out"
+                    if self._hurry
+                    else f"{RETIRE_WAIT:g} s after it was told to",
+                )
+                self._kill(worker, "retired")
 
     def _kill(self, worker: _Worker, reason: str) -> None:
         # Any thread.  The executor then fails the worker's futures (BrokenProcessPool).
@@ -757,31 +798,51 @@ class ProcessPool(TaskCounters):
             slot.idle_since = time.monotonic()
         return worker
 
-    def _retire(self, slot: _Slot, worker: _Worker, *, restart: bool) -> str:
-        """Shut a worker's executor down (once); return how its process ended."""
-        if worker.retired:
-            return worker.how
-        worker.retired = True
+    def _retire(self, slot: _Slot, worker: _Worker, *, restart: bool) -> None:
+        """Tell a worker's process to exit (once), without waiting for it.
+
+        Its sentinel tells the service thread when it has exited; one still running
+        :data:`RETIRE_WAIT` seconds later is killed (``_handle_deadlines``).  Waiting here
+        instead (``shutdown(wait=True)``) would hang the whole pool on a process that
+        cannot exit, e.g. one in which a task left a non-daemon thread running.
+        """
         with self.lock:
+            if worker.retired:
+                return
+            worker.retired = True
             if slot.worker is worker:
                 slot.worker = None
             if restart:
                 self._restarts += 1
+            if worker.process is not None:
+                worker.retire_by = time.monotonic() + RETIRE_WAIT
+                self._retiring.append(worker)
         for conn in (worker.conn, worker.child_conn):
             if conn is not None:
                 _close(conn)
         worker.conn = worker.child_conn = None
-        # Joins the executor's management thread, which has joined the process: quick
-        # for a dead process and for an idle one (it exits on the sentinel).
-        worker.executor.shutdown(wait=True, cancel_futures=True)
+        worker.executor.shutdown(wait=False, cancel_futures=True)
+
+    def _retire_crashed(self, slot: _Slot, worker: _Worker) -> str:
+        """Retire a worker whose process died; return how it ended, for the error message."""
+        # The executor's own thread reaps the dead process (then ends): once it has,
+        # the exit code is known.  Bounded, like every wait on a process here.
+        watcher = getattr(worker.executor, "_executor_manager_thread", None)
+        self._retire(slot, worker, restart=True)
+        if isinstance(watcher, threading.Thread):
+            watcher.join(KILL_WAIT)
         process = worker.process
-        if process is not None:
-            worker.how = f"(pid {process.pid}) {_exit_description(process.exitcode)}"
-        return worker.how
+        if process is None:
+            return "(not started)"
+        return f"(pid {process.pid}) {_exit_description(process.exitcode)}"
 
     def _drained(self) -> bool:
         with self.lock:
-            return not self._heap and all(not slot.jobs for slot in self._slots)
+            return (
+                not self._heap
+                and all(not slot.jobs for slot in self._slots)
+                and not self._retiring
+            )
 
     def _close_everything(self) -> None:
         for slot in self._slots:
@@ -791,6 +852,19 @@ class ProcessPool(TaskCounters):
             if slot.jobs:  # only after a failure of the service thread itself
                 self._kill(worker, "shutdown")
             self._retire(slot, worker, restart=False)
+        # Normally nothing is left here (the loop ends once every process has exited);
+        # after a failure of the service thread, what is left is killed: no process may
+        # outlive its pool.
+        with self.lock:
+            leftovers = [worker for worker in self._retiring if worker.process is not None]
+            self._retiring.clear()
+        for worker in leftovers:
+            self._kill(worker, "shutdown")
+        sentinels = [worker.process.sentinel for worker in leftovers if worker.process]
+        deadline = time.monotonic() + KILL_WAIT
+        while sentinels and (remaining := deadline - time.monotonic()) > 0:
+            for done in wait(sentinels, remaining):
+                sentinels.remove(done)  # type: ignore[arg-type]
         with self._wake_lock:
             for conn in (self._wake_r, self._wake_w):
                 if conn is not None:
@@ -836,10 +910,11 @@ class ProcessPool(TaskCounters):
     def worker_pids(self) -> list[int]:
         """Process ids of the live worker processes (for tests and diagnostics)."""
         with self.lock:
+            workers = [slot.worker for slot in self._slots] + self._retiring
             return [
                 worker.process.pid
-                for slot in self._slots
-                if (worker := slot.worker) is not None
+                for worker in workers
+                if worker is not None
                 and worker.process is not None
                 and worker.process.pid is not None
             ]
@@ -874,12 +949,17 @@ class ProcessPool(TaskCounters):
             service.join(KILL_WAIT)
         return not service.is_alive()
 
-    def _emergency_stop(self, reason: str) -> None:
-        """Kill every busy worker and drop the queue (any thread)."""
+    def _emergency_stop(self, reason: str, *, hurry: bool = True) -> None:
+        """Kill every busy worker and drop the queue (any thread).
+
+        With ``hurry``, retiring workers that have not exited yet are killed too;
+        without, they keep the rest of their :data:`RETIRE_WAIT`.
+        """
         with self.lock:
             self._accepting = False
             self._stopping = True
             self._abort = True
+            self._hurry = self._hurry or hurry
             busy = [slot.worker for slot in self._slots if slot.jobs]
         for worker in busy:
             if worker is not None:
@@ -920,10 +1000,13 @@ def _close(conn: Connection) -> None:
 # -- at interpreter exit --------------------------------------------------------------------
 
 # concurrent.futures joins every executor's management thread at exit, and that thread
-# waits for the call its process is running: one stuck task would hang the exit forever
-# if the application never shut its manager down.  This hook runs first (hooks run in
-# reverse order of registration, and concurrent.futures registered at import) and kills
-# the busy workers of every live pool, so the join returns at once.
+# waits for the call its process is running, then for the process to exit: one stuck
+# task, or one non-daemon thread a task left running, would hang the exit forever if
+# the application never shut its manager down.  This hook runs first (hooks run in
+# reverse order of registration, and concurrent.futures registered at import): it kills
+# the busy workers of every live pool, tells the idle ones to exit, and waits for each
+# pool's service thread, which kills a worker that has not exited within RETIRE_WAIT.
+# So the joins that follow return at once, and the exit waits RETIRE_WAIT at most.
 _live_pools: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
 _hook_lock = threading.Lock()
 _hook_registered = False
@@ -946,5 +1029,11 @@ def _register_exit_hook(pool: ProcessPool) -> None:
 
 
 def _kill_all_workers() -> None:
-    for pool in list(_live_pools):
-        pool._emergency_stop("shutdown")
+    pools = list(_live_pools)
+    for pool in pools:
+        pool._emergency_stop("shutdown", hurry=False)
+    deadline = time.monotonic() + RETIRE_WAIT + KILL_WAIT
+    for pool in pools:
+        service = pool._service
+        if service is not None and service is not threading.current_thread():
+            service.join(max(0.0, deadline - time.monotonic()))

@@ -112,3 +112,9 @@ def exit_on_five(x: int) -> int:
     if x == 5:
         os._exit(5)
     return x
+
+
+def leave_a_thread_running() -> int:
+    """Start a non-daemon thread that never ends: this process can no longer exit by itself."""
+    threading.Thread(target=threading.Event().wait, name="left-behind").start()
+    return os.getpid()

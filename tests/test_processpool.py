@@ -41,6 +41,7 @@ from casare_workers._processworker import NICENESS
 from casare_workers._remote import RemoteTraceback
 from casare_workers.pytest_plugin import assert_gui_thread, wait_for_handle
 from tests import proc_tasks as tasks
+from tests.processes import pid_alive, wait_dead
 
 #: Generous: spawning a worker imports PySide6 (0.3-1 s on a busy CI machine).
 WAIT = tasks.WAIT
@@ -504,6 +505,34 @@ def test_process_idle_workers_exit_after_the_idle_timeout(
     assert wait_for_handle(manager.options(pool="proc").submit(tasks.square, 3), WAIT) == 9
 
 
+def test_process_retired_worker_that_cannot_exit_is_killed(
+    make_manager: Callable[..., WorkerManager], qtbot: QtBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task left a non-daemon thread behind: its idle worker is killed, the pool goes on."""
+    manager = make_manager(1, idle_timeout=0.2)
+    opts = manager.options(pool="proc")
+    stuck_pid = wait_for_handle(opts.submit(tasks.leave_a_thread_running), WAIT)
+    qtbot.waitUntil(lambda: stats(manager).workers == 0, timeout=WAIT_MS)  # retired
+    # The service thread is not stuck joining that process: new work gets a new worker.
+    assert wait_for_handle(opts.submit(tasks.child_facts), WAIT)[0] != stuck_pid
+    assert wait_dead(stuck_pid, WAIT), "the worker that could not exit is still running"
+    assert f"pid {stuck_pid}" in caplog.text
+    assert "non-daemon thread" in caplog.text
+
+
+def test_process_shutdown_kills_a_worker_that_cannot_exit(
+    make_manager: Callable[..., WorkerManager],
+) -> None:
+    manager = make_manager(1)
+    stuck_pid = wait_for_handle(
+        manager.options(pool="proc").submit(tasks.leave_a_thread_running), WAIT
+    )
+    report = manager.shutdown(0.5)
+    assert report.still_running == ()
+    assert manager.threads() == []  # the service thread ended within the shutdown
+    assert not pid_alive(stuck_pid)
+
+
 def test_default_cpu_pool_is_a_lazy_process_pool(manager: WorkerManager) -> None:
     cpu = stats(manager, "cpu")
     assert cpu.kind == "process"
@@ -558,6 +587,48 @@ def test_process_exit_without_shutdown_does_not_hang(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr.decode()
     assert b"exiting without shutdown" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shut_down", [False, True], ids=["no shutdown", "shutdown"])
+def test_process_exit_with_a_worker_that_cannot_exit_does_not_hang(
+    tmp_path: Path, shut_down: bool
+) -> None:
+    """A worker held up by a task's non-daemon thread must not hold the interpreter's exit."""
+    script = tmp_path / "app.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, sys, threading
+            from PySide6.QtCore import QCoreApplication
+            from casare_workers import PoolConfig, WorkerManager
+
+            def leave_a_thread_running():
+                threading.Thread(target=threading.Event().wait).start()
+                return os.getpid()
+
+            if __name__ == "__main__":
+                app = QCoreApplication([])
+                manager = WorkerManager(pools={{"p": PoolConfig(1, kind="process")}})
+                handle = manager.options(pool="p").submit(leave_a_thread_running)
+                while not handle.done():
+                    app.processEvents()
+                print(handle.result(0), flush=True)
+                if {shut_down}:
+                    report = manager.shutdown(1)
+                    print(report.clean, len(manager.threads()), flush=True)
+            """
+        )
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    lines = done.stdout.decode().split()
+    assert wait_dead(int(lines[0]), WAIT), "the worker outlived the application"
+    if shut_down:
+        assert lines[1:] == ["True", "0"]
 
 
 @pytest.mark.slow
