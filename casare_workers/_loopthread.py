@@ -49,6 +49,7 @@ from ._errors import (
     InitializerError,
     TaskTimeoutError,
     ThreadClosedError,
+    describe_exception,
 )
 from ._owners import OwnerRecord, check_owner
 from ._watchdog import Watchdog
@@ -466,9 +467,10 @@ class LoopThread:
 
     def _broken_error(self) -> InitializerError:
         cause = self._broken
+        assert cause is not None
         err = InitializerError(
             f"the initializer of LoopThread {self.name!r} raised "
-            f"{type(cause).__name__}: {cause}; no call can run on this thread"
+            f"{describe_exception(cause)}; no call can run on this thread"
         )
         err.__cause__ = cause
         return err
@@ -520,15 +522,17 @@ class LoopThread:
             self._broken = exc
             left = list(self._items)
             self._items.clear()
-        # Logged once, here: nobody may be waiting on ``ready`` or have a call queued,
-        # and a thread that silently never works is the failure this class prevents.
-        report_callback_exception(f"the initializer of LoopThread {self.name!r}", exc)
         err = self._broken_error()
+        # Resolved before anything else that runs user code (logging formats the
+        # exception): whatever happens next, nobody waits on ``ready`` for ever.
         self.ready.set_exception(err)
         for call in left:
             call.state = _DONE
             _close_coroutine(call)
             _resolve(call.future, exc=err)
+        # Logged once, here: nobody may be waiting on ``ready`` or have a call queued,
+        # and a thread that silently never works is the failure this class prevents.
+        report_callback_exception(f"the initializer of LoopThread {self.name!r}", exc)
 
     async def _serve(self) -> None:
         wake = self._wake

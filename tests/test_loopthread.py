@@ -210,6 +210,34 @@ def test_loopthread_initializer_and_finalizer_errors_are_logged_once(
     assert [str(e) for e in logged] == ["CoInitialize failed", "CoUninitialize failed"]
 
 
+class UnprintableError(Exception):
+    """An exception whose ``str()`` itself raises (a broken or hostile ``__str__``)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ is broken")
+
+
+def test_loopthread_initializer_raising_an_unprintable_exception_still_fails_cleanly(
+    make_thread: Callable[..., LoopThread], gate: Gate, caplog: pytest.LogCaptureFixture
+) -> None:
+    def init() -> None:
+        gate.wait()
+        raise UnprintableError
+
+    lt = make_thread(initializer=init)
+    queued = lt.submit(print, "never")
+    gate.open()
+    with pytest.raises(InitializerError, match="UnprintableError") as info:
+        lt.ready.result(10)
+    assert isinstance(info.value.__cause__, UnprintableError)
+    with pytest.raises(InitializerError):
+        queued.result(10)
+    with pytest.raises(InitializerError, match="UnprintableError"):
+        lt.submit(print, "never either")
+    assert lt.close(10)
+    assert "the initializer of LoopThread" in caplog.text  # logged, once
+
+
 def test_loopthread_calls_queued_before_a_failing_initializer_get_its_error(
     make_thread: Callable[..., LoopThread], gate: Gate
 ) -> None:
