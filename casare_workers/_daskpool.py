@@ -49,7 +49,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import _daskworker
 from ._config import PoolConfig
-from ._errors import ClusterUnavailableError, ConfigurationError, ManagerShutdownError
+from ._errors import (
+    ClusterUnavailableError,
+    ConfigurationError,
+    ManagerShutdownError,
+    describe_exception,
+)
 from ._introspect import PLAIN
 from ._pool import TaskCounters
 from ._remote import apply_progress, dump_items, dumps_checked, start_task
@@ -487,7 +492,7 @@ class DaskPool(TaskCounters):
         if not isinstance(exc, ClusterUnavailableError):
             error = ClusterUnavailableError(
                 f"the result of task {job.task.name!r} could not be fetched from the "
-                f"cluster ({type(exc).__name__}: {exc})"
+                f"cluster ({describe_exception(exc)})"
             )
             error.__cause__ = exc
             exc = error

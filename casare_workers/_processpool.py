@@ -71,7 +71,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import _processworker
 from ._config import PoolConfig
-from ._errors import ManagerShutdownError, SerializationError, WorkerCrashedError
+from ._errors import (
+    ManagerShutdownError,
+    SerializationError,
+    WorkerCrashedError,
+    describe_exception,
+)
 from ._pool import TaskCounters
 from ._remote import (
     apply_progress,
@@ -170,6 +175,7 @@ class _Worker:
         "retire_by",
         "retired",
         "running",
+        "watcher",
     )
 
     def __init__(
@@ -190,6 +196,9 @@ class _Worker:
         self.kill_reason = "cancelled"
         self.retired = False
         self.retire_by = 0.0
+        # The executor's management thread, kept once the executor lets go of it: it
+        # reaps the process after it has exited.
+        self.watcher: threading.Thread | None = None
 
 
 class _Job:
@@ -300,6 +309,7 @@ class ProcessPool(TaskCounters):
         self._stopping = False
         self._abort = False
         self._hurry = False  # kill retiring workers now (the shutdown's time is up)
+        self._failure: BaseException | None = None  # what stopped the service thread
         self._restarts = 0
 
     @property
@@ -358,6 +368,13 @@ class ProcessPool(TaskCounters):
 
     def _check_accepting(self) -> None:
         if not self._accepting:
+            failure = self._failure
+            if failure is not None:
+                raise ManagerShutdownError(
+                    f"pool {self.name!r} stopped working after an internal error "
+                    f"({describe_exception(failure)}; the log has the traceback); create a "
+                    "new WorkerManager to run more work"
+                ) from failure
             raise ManagerShutdownError(
                 f"pool {self.name!r} is shut down; create a new WorkerManager to run more work"
             )
@@ -439,11 +456,29 @@ class ProcessPool(TaskCounters):
                 self._dispatch()
                 if self._stopping and self._drained():
                     return
-        except BaseException:  # a bug of ours: say so loudly, then clean up below
+        except BaseException as exc:  # a bug of ours: say so loudly (once), end every task
             logger.exception("pool %r: the service thread failed", self.name)
-            raise
+            self._fail_everything(exc)
         finally:
             self._close_everything()
+
+    def _fail_everything(self, exc: BaseException) -> None:
+        """The service thread is failing: no task may wait for it for ever."""
+        with self.lock:
+            self._accepting = False
+            self._failure = exc
+            jobs = [job for _, _, job in self._heap]
+            self._heap.clear()
+            jobs += [job for slot in self._slots for job in slot.jobs]
+        jobs += [job for _, job, _ in self._completions]
+        error = WorkerCrashedError(
+            f"pool {self.name!r} stopped working: its service thread failed "
+            f"({describe_exception(exc)}; the log has the traceback); create a new "
+            "WorkerManager to run more work"
+        )
+        error.__cause__ = exc
+        for job in jobs:
+            job.task._settle(_FAILED, None, error)
 
     def _next_deadline(self) -> float | None:
         now = time.monotonic()
@@ -461,7 +496,12 @@ class ProcessPool(TaskCounters):
             return list(self._retiring)
 
     def _exited(self, worker: _Worker) -> None:
-        # The process of a retired worker has ended: nothing of it is left to watch.
+        # The process of a retired worker has ended.  Its executor's thread reaps it and
+        # ends (at once: the process is gone; bounded all the same): then nothing of
+        # the worker is left, not even a zombie.
+        watcher = worker.watcher
+        if watcher is not None:
+            watcher.join(KILL_WAIT)
         with self.lock:
             if worker in self._retiring:
                 self._retiring.remove(worker)
@@ -555,10 +595,12 @@ class ProcessPool(TaskCounters):
             return  # the worker saw the task cancelled; it has ended already
         try:
             ok, value, text, progress, status = pickle.loads(data)
-        except Exception as exc:
+        except BaseException as exc:
+            # Unpickling runs the classes' own code, which may raise anything (SystemExit
+            # included): it ends this task, never the service thread that runs all.
             error = SerializationError(
                 f"the outcome of {job.describe()} could not be unpickled in the GUI process "
-                f"({type(exc).__name__}: {exc}); return plain data whose classes are "
+                f"({describe_exception(exc)}); return plain data whose classes are "
                 "importable here"
             )
             error.__cause__ = exc
@@ -821,16 +863,17 @@ class ProcessPool(TaskCounters):
             if conn is not None:
                 _close(conn)
         worker.conn = worker.child_conn = None
+        watcher = getattr(worker.executor, "_executor_manager_thread", None)
+        worker.watcher = watcher if isinstance(watcher, threading.Thread) else None
         worker.executor.shutdown(wait=False, cancel_futures=True)
 
     def _retire_crashed(self, slot: _Slot, worker: _Worker) -> str:
         """Retire a worker whose process died; return how it ended, for the error message."""
+        self._retire(slot, worker, restart=True)
         # The executor's own thread reaps the dead process (then ends): once it has,
         # the exit code is known.  Bounded, like every wait on a process here.
-        watcher = getattr(worker.executor, "_executor_manager_thread", None)
-        self._retire(slot, worker, restart=True)
-        if isinstance(watcher, threading.Thread):
-            watcher.join(KILL_WAIT)
+        if worker.watcher is not None:
+            worker.watcher.join(KILL_WAIT)
         process = worker.process
         if process is None:
             return "(not started)"
@@ -851,6 +894,8 @@ class ProcessPool(TaskCounters):
                 continue
             if slot.jobs:  # only after a failure of the service thread itself
                 self._kill(worker, "shutdown")
+                with self.lock:
+                    slot.jobs.clear()  # their tasks have ended (_fail_everything)
             self._retire(slot, worker, restart=False)
         # Normally nothing is left here (the loop ends once every process has exited);
         # after a failure of the service thread, what is left is killed: no process may
@@ -860,11 +905,10 @@ class ProcessPool(TaskCounters):
             self._retiring.clear()
         for worker in leftovers:
             self._kill(worker, "shutdown")
-        sentinels = [worker.process.sentinel for worker in leftovers if worker.process]
         deadline = time.monotonic() + KILL_WAIT
-        while sentinels and (remaining := deadline - time.monotonic()) > 0:
-            for done in wait(sentinels, remaining):
-                sentinels.remove(done)  # type: ignore[arg-type]
+        for worker in leftovers:  # each executor's thread reaps its process, then ends
+            if worker.watcher is not None:
+                worker.watcher.join(max(0.0, deadline - time.monotonic()))
         with self._wake_lock:
             for conn in (self._wake_r, self._wake_w):
                 if conn is not None:

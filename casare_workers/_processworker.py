@@ -38,7 +38,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from ._errors import SerializationError, TaskCancelledError
+from ._errors import SerializationError, TaskCancelledError, describe_exception
 from ._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK
 from ._task import TaskContext, _coerce_progress, _ProgressCallback
 
@@ -264,15 +264,20 @@ def _begin(seq: int, task_id: int) -> bool:
     return task_id not in _cancelled_ids and not (flag is not None and flag.value == task_id)
 
 
+# Unpickling and pickling run arbitrary code of the user's classes (``__reduce__``,
+# ``__setstate__``), which may raise anything, SystemExit included: each is contained
+# here and ends only its own task, as a SerializationError that says what failed.
+
+
 def _load(payload: bytes, name: str) -> Any:
     try:
         return pickle.loads(payload)
-    except Exception as exc:
+    except BaseException as exc:
         raise SerializationError(
-            f"task {name!r} could not be loaded in the worker process ({type(exc).__name__}: "
-            f"{exc}); its function and arguments must be importable there: define the "
-            "function in a module (not in an interactive session) and guard the "
-            "application's entry point with  if __name__ == '__main__':"
+            f"task {name!r} could not be loaded in the worker process "
+            f"({describe_exception(exc)}); its function and arguments must be importable "
+            "there: define the function in a module (not in an interactive session) and "
+            "guard the application's entry point with  if __name__ == '__main__':"
         ) from exc
 
 
@@ -286,12 +291,13 @@ def _pack_result(value: Any, ctx: RemoteContext | None, name: str) -> bytes:
     progress, status = _final(ctx)
     try:
         return pickle.dumps((True, value, None, progress, status), pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
+    except BaseException as exc:
         error = SerializationError(
             f"the result of task {name!r} ({type(value).__qualname__}) cannot be pickled "
-            f"to send it back to the GUI process ({type(exc).__name__}: {exc}); return "
+            f"to send it back to the GUI process ({describe_exception(exc)}); return "
             "plain data (numbers, strings, bytes, lists, dicts, dataclasses) instead"
         )
+        error.__cause__ = exc
         return _pack_error(error, ctx, name)
 
 
@@ -302,10 +308,10 @@ def _pack_error(exc: BaseException, ctx: RemoteContext | None, name: str) -> byt
         data = pickle.dumps((False, exc, text, progress, status), pickle.HIGHEST_PROTOCOL)
         pickle.loads(data)  # the GUI process must be able to rebuild it, too
         return data
-    except Exception as why:
+    except BaseException as why:
         stand_in = SerializationError(
-            f"task {name!r} raised {type(exc).__qualname__}: {exc}, which cannot be sent "
-            f"back to the GUI process ({type(why).__name__}: {why}); the original "
+            f"task {name!r} raised {describe_exception(exc)}, which cannot be sent "
+            f"back to the GUI process ({describe_exception(why)}); the original "
             "traceback is attached"
         )
         return pickle.dumps((False, stand_in, text, progress, status), pickle.HIGHEST_PROTOCOL)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._errors import SerializationError
+from ._errors import SerializationError, describe_exception
 from ._state import TaskState
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def dumps_checked(
         )
         raise SerializationError(
             f"cannot run {name} in {where}: {label} cannot be pickled "
-            f"({type(cause).__name__}: {cause}); {hint}"
+            f"({describe_exception(cause)}); {hint}"
         ) from cause
 
 
@@ -147,7 +147,7 @@ def dump_items(
             except Exception as exc:
                 raise SerializationError(
                     f"cannot run map({name}) in {where}: item {start + offset} "
-                    f"({describe(item)}) cannot be pickled ({type(exc).__name__}: {exc}); "
+                    f"({describe(item)}) cannot be pickled ({describe_exception(exc)}); "
                     "pass data that pickles (paths, bytes, numbers, plain containers) instead"
                 ) from exc
         raise

@@ -118,3 +118,46 @@ def leave_a_thread_running() -> int:
     """Start a non-daemon thread that never ends: this process can no longer exit by itself."""
     threading.Thread(target=threading.Event().wait, name="left-behind").start()
     return os.getpid()
+
+
+# -- hostile pickling: objects whose (un)pickling fails, exits or crashes ---------------------
+
+
+def _raise(exc_type: type[BaseException]) -> None:
+    raise exc_type("raised while unpickling")
+
+
+class Unpickles:
+    """Pickles fine; *rebuilding* it raises ``exc_type``, or crashes when ``exc_type`` is None."""
+
+    def __init__(self, exc_type: type[BaseException] | None) -> None:
+        self.exc_type = exc_type
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        if self.exc_type is None:
+            return ctypes.string_at, (0,)  # a segfault, in whichever process loads it
+        return _raise, (self.exc_type,)
+
+
+class Pickles:
+    """Pickling it raises ``exc_type``, or crashes the process when ``exc_type`` is None."""
+
+    def __init__(self, exc_type: type[BaseException] | None) -> None:
+        self.exc_type = exc_type
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        if self.exc_type is None:
+            ctypes.string_at(0)
+        raise (self.exc_type or RuntimeError)("raised while pickling")
+
+
+def identity(value: object) -> object:
+    return value
+
+
+def return_unpickles(exc_type: type[BaseException] | None) -> Unpickles:
+    return Unpickles(exc_type)
+
+
+def return_pickles(exc_type: type[BaseException] | None) -> Pickles:
+    return Pickles(exc_type)

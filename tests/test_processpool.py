@@ -25,6 +25,7 @@ from PySide6.QtCore import QObject
 from pytestqt.qtbot import QtBot
 
 from casare_workers import (
+    ManagerShutdownError,
     PoolConfig,
     PoolStatistics,
     SerializationError,
@@ -462,6 +463,99 @@ def test_process_result_or_exception_that_cannot_travel_fails_only_that_task(
     assert "NeedsTwoArgs" in info.value.__cause__.text
     assert wait_for_handle(opts.submit(tasks.square, 5), WAIT) == 25
     assert stats(mgr).restarts == restarts
+
+
+# What CPython's concurrent.futures tests call "deadlocks" (test_deadlock.py): an argument
+# or a result whose pickling or unpickling raises, exits or crashes, in the worker or in
+# this process.  Each must end its own task with a clear error, and the pool go on.
+HOSTILE: dict[str, tuple[Callable[[], tuple[Callable[[Any], Any], Any]], type[Exception], str]] = {
+    "argument unpickling raises": (
+        lambda: (tasks.identity, tasks.Unpickles(ValueError)),
+        SerializationError,
+        "could not be loaded in the worker process",
+    ),
+    "argument unpickling raises SystemExit": (
+        lambda: (tasks.identity, tasks.Unpickles(SystemExit)),
+        SerializationError,
+        "could not be loaded in the worker process",
+    ),
+    "argument unpickling crashes": (
+        lambda: (tasks.identity, tasks.Unpickles(None)),
+        WorkerCrashedError,
+        "killed by SIGSEGV",
+    ),
+    "result pickling raises": (
+        lambda: (tasks.return_pickles, ValueError),
+        SerializationError,
+        "cannot be pickled",
+    ),
+    "result pickling raises SystemExit": (
+        lambda: (tasks.return_pickles, SystemExit),
+        SerializationError,
+        "cannot be pickled",
+    ),
+    "result pickling crashes": (
+        lambda: (tasks.return_pickles, None),
+        WorkerCrashedError,
+        "killed by SIGSEGV",
+    ),
+    "result unpickling raises": (
+        lambda: (tasks.return_unpickles, ValueError),
+        SerializationError,
+        "could not be unpickled in the GUI process",
+    ),
+    "result unpickling raises SystemExit": (
+        lambda: (tasks.return_unpickles, SystemExit),
+        SerializationError,
+        "could not be unpickled in the GUI process",
+    ),
+    "result unpickling raises KeyboardInterrupt": (
+        lambda: (tasks.return_unpickles, KeyboardInterrupt),
+        SerializationError,
+        "could not be unpickled in the GUI process",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_process_hostile_pickling_fails_only_its_task(mgr: WorkerManager, case: str) -> None:
+    make_call, error, message = HOSTILE[case]
+    fn, arg = make_call()
+    opts = mgr.options(pool="proc")
+    with pytest.raises(error, match=message):
+        wait_for_handle(opts.submit(fn, arg), WAIT)
+    # The pool goes on: its service thread survived, the next task runs.
+    assert wait_for_handle(opts.submit(tasks.square, 7), WAIT) == 49
+
+
+def test_process_service_thread_failure_ends_every_task_and_refuses_new_work(
+    make_manager: Callable[..., WorkerManager],
+    qtbot: QtBot,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Fault injection: a bug in the service thread must not leave tasks waiting for ever."""
+    manager = make_manager(1)
+    pool = proc_pool(manager)
+    opts = manager.options(pool="proc")
+    running = opts.submit(tasks.wait_for_file, str(tmp_path / "never"))
+    pid = pid_from_status(qtbot, running)
+    queued = opts.submit(tasks.square, 3)
+
+    def broken() -> None:
+        raise RuntimeError("a bug in the service thread")
+
+    monkeypatch.setattr(pool, "_dispatch", broken)
+    pool._wake()
+    for handle in (running, queued):
+        with pytest.raises(WorkerCrashedError, match="service thread failed") as info:
+            wait_for_handle(handle, WAIT)
+        assert isinstance(info.value.__cause__, RuntimeError)
+    with pytest.raises(ManagerShutdownError, match="stopped working after an internal error"):
+        opts.submit(tasks.square, 4)
+    assert wait_dead(pid, WAIT)  # its worker did not outlive the failed pool
+    assert "the service thread failed" in caplog.text
 
 
 # -- shutting down, idling, sizing ----------------------------------------------------------
