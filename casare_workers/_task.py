@@ -424,7 +424,9 @@ class TaskHandle(Generic[T]):
 
         Raises:
             BlockingCallError: Called on the GUI thread with no timeout while the task is
-                still running (that would freeze the window).
+                still running (that would freeze the window); or, with no timeout, by a
+                worker thread of the task's own pool when every thread of that pool
+                would then be blocked on the pool's own tasks (a deadlock).
         """
         if self._finished:
             return True
@@ -442,6 +444,12 @@ class TaskHandle(Generic[T]):
                 ev = self._done_event
                 if ev is None:
                     ev = self._done_event = threading.Event()
+        if timeout is None:
+            # A worker blocking on its own pool's queue may be waiting for ever: the
+            # pool knows (see ThreadPool.wait_from_worker).
+            wait_from_worker = getattr(self._pool, "wait_from_worker", None)
+            if wait_from_worker is not None:
+                return bool(wait_from_worker(self, ev))
         return ev.wait(timeout)
 
     def result(self, timeout: float | None = None) -> T:

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._config import PoolConfig
-from ._errors import ManagerShutdownError
+from ._errors import BlockingCallError, ManagerShutdownError
 from ._pool import TaskCounters
 from ._state import TaskState
 
@@ -148,6 +148,7 @@ class ThreadPool(TaskCounters):
         self._idle: list[threading.Lock] = []
         self._threads: set[threading.Thread] = set()
         self._current: dict[int, PoolItem] = {}
+        self._self_waits = 0  # worker threads blocked in wait() on a task of this pool
         self._nthreads = 0
         self._thread_seq = itertools.count(1)
         self._accepting = True
@@ -226,6 +227,40 @@ class ThreadPool(TaskCounters):
 
     def on_cancel(self, task: TaskHandle[Any], was_running: bool) -> None:
         """Nothing to do: a queued task is skipped when popped; a thread cannot be stopped."""
+
+    def wait_from_worker(self, task: TaskHandle[Any], done: threading.Event) -> bool:
+        """Block until ``task`` (one of this pool's) ends; refuse a certain deadlock.
+
+        Called by ``TaskHandle.wait()`` with no timeout.  When every thread the pool
+        may have is one of its own workers blocked like this, the tasks they wait for
+        can only run on those threads: nothing can ever end.  The last thread to
+        block gets :class:`BlockingCallError` instead (its task fails, its thread runs
+        the queued work and the others go on), as the GUI thread does for a wait that
+        would freeze it.  Waits from other threads, or with a timeout, are not counted.
+
+        Returns:
+            True once the task has ended.
+        """
+        with self.lock:
+            counted = threading.get_ident() in self._current and not task._finished
+            if counted:
+                if self._self_waits + 1 >= self.max_workers:
+                    raise BlockingCallError(
+                        f"waiting for task {task.name!r} would never end: every thread "
+                        f"of pool {self.name!r} ({self.max_workers}) would be blocked "
+                        "waiting for a task of the same pool, which only those threads "
+                        "can run.  Run the inner work on another pool "
+                        "(manager.options(pool=...)), chain it with then(), or wait "
+                        "with a timeout"
+                    )
+                self._self_waits += 1
+        if not counted:
+            return done.wait()
+        try:
+            return done.wait()
+        finally:
+            with self.lock:
+                self._self_waits -= 1
 
     def still_running(self) -> list[str]:
         """Names of the functions the threads are executing now."""
