@@ -42,7 +42,12 @@ crashed worker in half the time (50 ms vs 110 ms measured), but a crash is rare 
 behaviour on every platform is worth more.
 Consequence for users: a task's function must be importable by the worker (defined
 at module level) and the application's entry point must be guarded by
-``if __name__ == "__main__":``.
+``if __name__ == "__main__":``.  Without the guard every worker dies starting up; a
+worker says when it is up (``running`` turns :data:`~._processworker.UP`, and a
+message), so such a death is told apart from a crash: it fails the task and the
+queue with an error naming the missing guard instead of respawning for ever (see
+``_startup_failed``).  Being up is also when a task's timeout starts: it counts the
+run time, not the start-up.
 
 Cancelling a running task ends it at once as cancelled (as on threads); its process
 sees ``ctx.cancelled`` (and ``ctx.wait`` returns early) and is given ``cancel_grace``
@@ -60,6 +65,7 @@ import math
 import multiprocessing
 import pickle
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -84,6 +90,7 @@ from ._remote import (
     dump_items,
     dumps_checked,
     start_task,
+    watch_timeout,
 )
 from ._state import TaskState
 from ._threadpool import PoolStatistics
@@ -117,6 +124,17 @@ KILL_WAIT = 5.0
 #: non-daemon thread running in it, is killed: it must not hold its pool's service
 #: thread, the pool's shutdown or the interpreter's exit.
 RETIRE_WAIT = 2.0
+#: Seconds a new worker process may take to start up (a fresh interpreter importing the
+#: application's main module and casare_workers: 0.3-1 s, more on a loaded machine)
+#: before it is killed and its task fails: a start-up that never ends (an unguarded
+#: entry point that runs an event loop in every worker) must not hold a task for ever.
+START_TIMEOUT = 60.0
+#: Worker processes in a row that may die by a signal while starting up (killed from
+#: outside, e.g. by the OS short of memory; or a crash in native code at import) before
+#: the pool gives up and fails its queue; until then each is replaced and its task
+#: queued again.  A start-up that fails by itself (an exception, exit code 1: an
+#: unguarded entry point, an import error) is given up at once: it would fail each time.
+MAX_START_KILLS = 10
 
 _SPAWN = multiprocessing.get_context("spawn")
 
@@ -168,13 +186,16 @@ class _Worker:
         "child_conn",
         "conn",
         "executor",
+        "failed_start",
         "flag",
         "kill_reason",
         "killed",
         "process",
+        "ready",
         "retire_by",
         "retired",
         "running",
+        "started_at",
         "watcher",
     )
 
@@ -196,6 +217,9 @@ class _Worker:
         self.kill_reason = "cancelled"
         self.retired = False
         self.retire_by = 0.0
+        self.ready = False  # it said it is up (its first message)
+        self.failed_start: bool | None = None  # died starting up: give up? (decided once)
+        self.started_at = time.monotonic()
         # The executor's management thread, kept once the executor lets go of it: it
         # reaps the process after it has exited.
         self.watcher: threading.Thread | None = None
@@ -216,6 +240,7 @@ class _Job:
         "signalled",
         "start",
         "task",
+        "watch_pending",
         "worker",
     )
 
@@ -240,6 +265,7 @@ class _Job:
         self.seq = 0
         self.begun = False
         self.signalled = False
+        self.watch_pending = False  # its timeout starts once its worker is up
         self.worker: _Worker | None = None
 
     def describe(self) -> str:
@@ -311,6 +337,7 @@ class ProcessPool(TaskCounters):
         self._hurry = False  # kill retiring workers now (the shutdown's time is up)
         self._failure: BaseException | None = None  # what stopped the service thread
         self._restarts = 0
+        self._start_kills = 0  # workers killed while starting up since one came up
 
     @property
     def timeout_fate(self) -> str:
@@ -489,6 +516,14 @@ class ProcessPool(TaskCounters):
             if slot.worker is not None and not slot.jobs
         ]
         deadlines += [worker.retire_by for worker in self._retiring_now() if not worker.killed]
+        deadlines += [
+            worker.started_at + START_TIMEOUT
+            for slot in self._slots
+            if (worker := slot.worker) is not None
+            and slot.jobs
+            and not worker.ready
+            and not worker.killed
+        ]
         return max(0.0, min(deadlines) - now) if deadlines else None
 
     def _retiring_now(self) -> list[_Worker]:
@@ -514,6 +549,9 @@ class ProcessPool(TaskCounters):
         try:
             while conn.poll(0):
                 task_id, chunk, progress, status = conn.recv()
+                if task_id == 0:  # _processworker.UP_MESSAGE: set up, ready to run
+                    self._worker_up(slot, worker)
+                    continue
                 for job in slot.jobs:
                     if job.task.id != task_id or (job.map is not None and job.start != chunk):
                         continue
@@ -528,6 +566,19 @@ class ProcessPool(TaskCounters):
             # garbage: stop listening to it.
             _close(conn)
             worker.conn = None
+
+    def _worker_up(self, slot: _Slot, worker: _Worker) -> None:
+        """A worker process has started: the timeouts of the jobs handed to it begin now.
+
+        So ``timeout=`` counts the function's run time, as documented, not the start-up
+        of a fresh interpreter (which a cold pool pays before its first task).
+        """
+        worker.ready = True
+        self._start_kills = 0
+        for job in list(slot.jobs):
+            if job.watch_pending and job.worker is worker:
+                job.watch_pending = False
+                watch_timeout(job.task)
 
     def _map_progress(self, task: TaskHandle[Any], state: _MapState) -> None:
         total = task._n  # type: ignore[attr-defined]
@@ -558,7 +609,13 @@ class ProcessPool(TaskCounters):
             worker = job.worker
             if isinstance(exc, BrokenProcessPool) and worker is not None:
                 how = self._retire_crashed(slot, worker)
-                if worker.running.value != job.seq:
+                never_up = worker.running.value == 0
+                if never_up and (not worker.killed or worker.kill_reason == "startup"):
+                    if self._give_up_starting(worker):
+                        self._startup_failed(job, how, exc, worker)
+                    else:  # killed from outside while starting: its job never ran
+                        self._requeue(job)
+                elif worker.running.value != job.seq:
                     # Handed to the process but never started: put it back, in its place.
                     self._requeue(job)
                 elif worker.killed:
@@ -577,6 +634,42 @@ class ProcessPool(TaskCounters):
         job.signalled = False
         with self.lock:
             self._push(job)
+
+    def _give_up_starting(self, worker: _Worker) -> bool:
+        """Decide (once per worker) whether its death while starting up fails the queue."""
+        if worker.failed_start is None:
+            process = worker.process
+            code = process.exitcode if process is not None else None
+            self._start_kills += 1
+            worker.failed_start = (
+                worker.killed  # it hung: START_TIMEOUT
+                or (code is not None and code >= 0)  # it failed by itself
+                or self._start_kills >= MAX_START_KILLS
+            )
+        return worker.failed_start
+
+    def _startup_failed(
+        self, job: _Job, how: str, cause: BaseException | None, worker: _Worker
+    ) -> None:
+        """A worker process died (or hung) starting up: fail its job and the queue.
+
+        Respawning would fail the same way (an unguarded entry point fails in every
+        worker), for ever: the job it was started for ends with an error saying why,
+        so does every job still queued, and the next submit tries again.
+        """
+        error = WorkerCrashedError(
+            f"the worker process {how} while starting up, before it could run "
+            f"{job.describe()}: pool {self.name!r} could not start a worker process.  "
+            f"{_startup_hint(worker)}  Tasks queued on the pool end with this error "
+            "too; the next submit tries again."
+        )
+        error.__cause__ = cause
+        with self.lock:
+            queued = [queued_job for _, _, queued_job in self._heap]
+            self._heap.clear()
+        logger.error("pool %r: %s", self.name, error)
+        for failed in (job, *queued):
+            self._fail(failed, error)
 
     def _crash_error(self, job: _Job, how: str, cause: BaseException | None) -> BaseException:
         error = WorkerCrashedError(
@@ -662,6 +755,12 @@ class ProcessPool(TaskCounters):
             if slot.jobs and worker is not None:
                 if self._abort:
                     self._kill(worker, "shutdown")
+                elif (
+                    worker.running.value == 0
+                    and not worker.killed
+                    and worker.started_at + START_TIMEOUT <= now
+                ):
+                    self._kill(worker, "startup")  # it never came up: see _startup_failed
                 elif slot.kill_at is not None and slot.kill_at <= now:
                     running = worker.running.value
                     if any(job.seq == running for job in slot.abandoned()):
@@ -756,9 +855,10 @@ class ProcessPool(TaskCounters):
         if job.begun or (state is not None and state.started):
             job.begun = True
             return not task._finished
-        if not start_task(task, self):
+        if not start_task(task, self, watch=False):
             return False
         job.begun = True
+        job.watch_pending = task._timeout is not None
         if state is not None:
             state.started = True
         task.add_done_callback(self._task_done)
@@ -820,6 +920,9 @@ class ProcessPool(TaskCounters):
         job.worker = worker
         with self.lock:
             slot.jobs.append(job)
+        if job.watch_pending and worker.ready:
+            job.watch_pending = False
+            watch_timeout(task)
         if job.map is not None:
             job.map.running.add(job)
         future.add_done_callback(lambda f: self._completed(slot, job, f))
@@ -1024,6 +1127,45 @@ def _exit_description(code: int | None) -> str:
             name = f"signal {-code}"
         return f"was killed by {name} (signal {-code})"
     return f"exited with code {code}"
+
+
+def _startup_hint(worker: _Worker) -> str:
+    """Why a worker process could not start, as far as this process can tell."""
+    guard = 'if __name__ == "__main__":'
+    process = worker.process
+    code = process.exitcode if process is not None else None
+    if not worker.killed and code is not None and code < 0:
+        return (
+            f"{MAX_START_KILLS} worker processes in a row died by a signal like this "
+            "while starting up: killed from outside (the OS may be short of memory: see "
+            "PoolConfig.memory_per_worker), or a crash in native code imported at start-up."
+        )
+    if worker.killed:
+        return (
+            f"It had not started after {START_TIMEOUT:g} s.  The usual cause is an "
+            f"application entry point without an  {guard}  guard: every worker process "
+            "imports the main module, and its unguarded code (an event loop, app.exec()) "
+            "runs again there and never returns."
+        )
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if path:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as main:
+                guarded = "__main__" in main.read()
+        except OSError:
+            guarded = True  # unknown: say what is likely, not what is certain
+        if not guarded:
+            return (
+                f"The main module {path} has no  {guard}  guard: every worker process "
+                "imports it, and its unguarded code (creating the application, submitting "
+                "work) runs again there and fails.  Put the application's start-up under "
+                "that guard."
+            )
+    return (
+        f"The usual cause is an application entry point without an  {guard}  guard "
+        "(every worker process imports the main module, and its unguarded code runs "
+        "again there); the worker's traceback is on stderr."
+    )
 
 
 def _drain(conn: Connection) -> None:

@@ -16,6 +16,13 @@ handed over when it is spawned (:func:`initialize`):
 * ``running``: a shared 64-bit integer where the worker writes the sequence number of
   the call it starts, so that after a crash the parent knows which call died with the
   process and which one had not started yet (that one is queued again, not failed).
+  :data:`UP` once the worker has started: a process that dies while it is still 0
+  died starting up (importing the application's main module, usually), and respawning
+  it would only fail again.
+
+Once set up, the worker says so over ``channel`` (the message :data:`UP_MESSAGE`): the
+parent starts a task's timeout only then, so that ``timeout=`` counts the run time,
+not the start-up of a fresh interpreter.
 
 Everything a call produces (its value or its exception, plus the final progress and
 status) is pickled here into one ``bytes`` object, so the executor only ever carries
@@ -46,6 +53,8 @@ __all__ = (
     "NICENESS",
     "SEND_INTERVAL",
     "SKIPPED",
+    "UP",
+    "UP_MESSAGE",
     "RemoteContext",
     "initialize",
     "run_call",
@@ -61,6 +70,10 @@ NICENESS = 5
 #: The outcome of a call whose task was cancelled before it started (or of a map chunk
 #: that stopped between two items because its map was cancelled).
 SKIPPED = b""
+#: What ``running`` holds once the worker has started (no call yet).
+UP = -1
+#: The progress-channel message a worker sends once it is set up (task ids start at 1).
+UP_MESSAGE = (0, -1, None, None)
 
 _channel: Connection | None = None
 _cancel_flag: Any = None  # a multiprocessing RawValue('q'), shared with the parent
@@ -86,6 +99,11 @@ def initialize(channel: Connection, cancel_flag: Any, running: Any) -> None:
         threading.Thread(
             target=_exit_with_parent, args=(parent,), name="casare-parent-watch", daemon=True
         ).start()
+    running.value = UP
+    try:
+        channel.send(UP_MESSAGE)  # no other thread sends yet: the sender starts on demand
+    except (OSError, ValueError):  # the parent went away: nothing to report to
+        pass
 
 
 def _lower_priority() -> None:

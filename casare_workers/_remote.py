@@ -34,6 +34,7 @@ __all__ = (
     "dump_items",
     "dumps_checked",
     "start_task",
+    "watch_timeout",
 )
 
 _QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
@@ -153,11 +154,13 @@ def dump_items(
         raise
 
 
-def start_task(task: TaskHandle[Any], pool: Pool) -> bool:
+def start_task(task: TaskHandle[Any], pool: Pool, *, watch: bool = True) -> bool:
     """Move a queued task to RUNNING as a worker thread would; False if it must not run.
 
     A task that was cancelled meanwhile is left alone; one whose owner died is cancelled.
-    Runs on the pool's dispatching thread, without the pool's lock held.
+    Runs on the pool's dispatching thread, without the pool's lock held.  With
+    ``watch=False`` the pool starts the timeout itself (:func:`watch_timeout`) once the
+    function can really start (a process pool: when its worker process is up).
     """
     owner = task._owner
     if owner is not None and not owner.alive:
@@ -177,9 +180,16 @@ def start_task(task: TaskHandle[Any], pool: Pool) -> bool:
     task._ran = True
     if post_started:
         task._engine.post(task._deliver_started)
+    if watch:
+        watch_timeout(task)
+    return True
+
+
+def watch_timeout(task: TaskHandle[Any]) -> None:
+    """Start ``task``'s timeout now, if it has one (any thread)."""
+    manager = task._manager
     if task._timeout is not None and manager is not None:
         manager._watchdog.watch(task, task._timeout)
-    return True
 
 
 def apply_progress(

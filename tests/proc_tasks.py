@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import threading
 from typing import Any
 
@@ -161,3 +162,34 @@ def return_unpickles(exc_type: type[BaseException] | None) -> Unpickles:
 
 def return_pickles(exc_type: type[BaseException] | None) -> Pickles:
     return Pickles(exc_type)
+
+
+# -- worker start-up, held or broken by the tests ------------------------------------------
+
+
+def gated_initialize(gate_dir: str, *args: Any) -> None:
+    """Stand in for the worker's initializer: say it is starting, wait for "go", go on.
+
+    Installed by a test in place of ``casare_workers._processworker.initialize``, so the
+    worker process's start-up lasts exactly as long as the test wants.
+    """
+    from casare_workers import _processworker
+
+    with open(os.path.join(gate_dir, f"starting-{os.getpid()}"), "w"):
+        pass
+    go = os.path.join(gate_dir, "go")
+    deadline = WAIT
+    while not os.path.exists(go) and deadline > 0:  # a cross-process gate, hang-guarded
+        threading.Event().wait(0.01)
+        deadline -= 0.01
+    _processworker.initialize(*args)
+
+
+def failing_initialize(*args: Any) -> None:
+    """Stand in for the worker's initializer: the process dies starting up."""
+    os._exit(1)
+
+
+def killed_initialize(*args: Any) -> None:
+    """Stand in for the worker's initializer: the process is killed (SIGKILL) starting up."""
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -8,6 +8,7 @@ must leave it idle (checked after every test).  Cross-process gates are files in
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import select
@@ -36,6 +37,7 @@ from casare_workers import (
     Worker,
     WorkerCrashedError,
     WorkerManager,
+    _processworker,
 )
 from casare_workers._processpool import ProcessPool, size_for_memory
 from casare_workers._processworker import NICENESS
@@ -556,6 +558,119 @@ def test_process_service_thread_failure_ends_every_task_and_refuses_new_work(
         opts.submit(tasks.square, 4)
     assert wait_dead(pid, WAIT)  # its worker did not outlive the failed pool
     assert "the service thread failed" in caplog.text
+
+
+# -- worker start-up ----------------------------------------------------------------------------
+
+
+def test_process_timeout_counts_run_time_not_worker_start_up(
+    make_manager: Callable[..., WorkerManager],
+    qtbot: QtBot,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The worker's start-up lasts until the test says "go" (tmp_path/go).
+    monkeypatch.setattr(
+        _processworker, "initialize", functools.partial(tasks.gated_initialize, str(tmp_path))
+    )
+    manager = make_manager(1)
+    handle = manager.options(pool="proc", timeout=0.5).submit(tasks.square, 3)
+    qtbot.waitUntil(lambda: any(tmp_path.glob("starting-*")), timeout=WAIT_MS)
+    # A clock made of the same watchdog: a task with the same timeout, started after
+    # the first was handed to its (starting) worker, times out after it would have.
+    release = threading.Event()
+    clock = manager.options(timeout=0.5).submit(release.wait, WAIT)
+    with pytest.raises(TaskTimeoutError):
+        wait_for_handle(clock, WAIT)
+    release.set()
+    assert not handle.done()  # still starting up: its timeout has not begun
+    (tmp_path / "go").touch()
+    assert wait_for_handle(handle, WAIT) == 9
+
+
+def test_process_worker_that_dies_starting_up_fails_its_task_and_is_not_respawned(
+    make_manager: Callable[..., WorkerManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_processworker, "initialize", tasks.failing_initialize)
+    manager = make_manager(1)
+    opts = manager.options(pool="proc")
+    first, queued = opts.submit(tasks.square, 2), opts.submit(tasks.square, 3)
+    for handle in (first, queued):
+        with pytest.raises(WorkerCrashedError, match="while starting up") as info:
+            wait_for_handle(handle, WAIT)
+        assert "__main__" in str(info.value)  # the usual cause, named
+    assert stats(manager).restarts == 1  # one doomed process, not one per task or for ever
+    monkeypatch.undo()  # the cause is fixed: the next submit starts a worker again
+    assert wait_for_handle(opts.submit(tasks.square, 4), WAIT) == 16
+
+
+def test_process_worker_killed_while_starting_up_is_replaced_then_given_up(
+    make_manager: Callable[..., WorkerManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_processworker, "initialize", tasks.killed_initialize)
+    monkeypatch.setattr("casare_workers._processpool.MAX_START_KILLS", 2)
+    manager = make_manager(1)
+    handle = manager.options(pool="proc").submit(tasks.square, 2)
+    with pytest.raises(WorkerCrashedError, match="2 worker processes in a row died by a signal"):
+        wait_for_handle(handle, WAIT)
+    assert stats(manager).restarts == 2  # the first was replaced, the task queued again
+
+
+def test_process_worker_that_never_finishes_starting_up_is_killed(
+    make_manager: Callable[..., WorkerManager], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        _processworker, "initialize", functools.partial(tasks.gated_initialize, str(tmp_path))
+    )
+    monkeypatch.setattr("casare_workers._processpool.START_TIMEOUT", 0.5)
+    manager = make_manager(1)
+    handle = manager.options(pool="proc").submit(tasks.square, 2)
+    with pytest.raises(WorkerCrashedError, match=r"had not started after 0\.5 s"):
+        wait_for_handle(handle, WAIT)
+
+
+@pytest.mark.slow
+def test_process_pool_in_an_app_without_a_main_guard_fails_the_task_and_exits(
+    tmp_path: Path,
+) -> None:
+    """docs/asyncio.md's setup copied as is, with pool="cpu" and no __main__ guard."""
+    script = tmp_path / "app.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            import qasync
+            from PySide6.QtCore import QCoreApplication
+            from casare_workers import WorkerManager, attach_loop
+
+            def square(x):
+                return x * x
+
+            async def main():
+                try:
+                    print(await manager.options(pool="cpu").submit(square, 3))
+                finally:
+                    print("restarts", manager.statistics()["cpu"].restarts, flush=True)
+
+            app = QCoreApplication(sys.argv)
+            manager = WorkerManager()
+            loop = qasync.QEventLoop(app)
+            attach_loop(loop, manager)
+            with loop:
+                loop.run_until_complete(main())
+            """
+        )
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "CASARE_WORKERS_CPU": "1"}
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, timeout=60
+    )
+    stderr = done.stderr.decode()
+    assert done.returncode == 1, stderr  # main() raised the task's error
+    assert "WorkerCrashedError" in stderr
+    assert f"The main module {script} has no" in stderr
+    restarts = [line for line in done.stdout.decode().splitlines() if line.startswith("restarts")]
+    assert restarts[-1] == "restarts 1"  # the GUI process's own line comes last
 
 
 # -- shutting down, idling, sizing ----------------------------------------------------------
