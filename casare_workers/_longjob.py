@@ -237,6 +237,10 @@ class _JobCore:
         owner = self._owner
         return owner is None or owner.alive
 
+    def running(self) -> bool:
+        """True while the job's work runs (what its ``future.running()`` reports)."""
+        return self._state is _RUNNING
+
     # -- cancellation and pause (any thread) ------------------------------------------------
 
     def cancel(self, *, reason: str = "cancelled") -> bool:
@@ -339,7 +343,10 @@ class _JobCore:
         if done_event is not None:
             done_event.set()
         if future is not None:
-            _mirror_into(future, self)
+            try:
+                _mirror_into(future, self)
+            except BaseException as exc:  # Future runs its callbacks, catching Exception
+                report_callback_exception(f"a done callback of long job {self.name!r}", exc)
         if callbacks:
             job = self._job()
             if job is not None:
