@@ -645,9 +645,13 @@ class WorkerManager(QObject):
         _check_timeout("shutdown_timeout", shutdown_timeout, allow_zero=True)
         super().__init__(parent)
         self._core = core = _ManagerCore(self, engine, configs, float(shutdown_timeout))
-        self._meta_started = QMetaMethod.fromSignal(self.task_started)
-        self._meta_submitted = QMetaMethod.fromSignal(self.task_submitted)
-        self._meta_finished = QMetaMethod.fromSignal(self.task_finished)
+        # Through the meta-object, not QMetaMethod.fromSignal(self.x): in PySide6 6.11
+        # and 6.12 each fromSignal call leaks a reference to the signal's object, which
+        # would keep every manager alive for ever.
+        meta = self.metaObject()
+        self._meta_started = meta.method(meta.indexOfSignal("task_started(PyObject)"))
+        self._meta_submitted = meta.method(meta.indexOfSignal("task_submitted(PyObject)"))
+        self._meta_finished = meta.method(meta.indexOfSignal("task_finished(PyObject)"))
         self._last_statistics: ManagerStatistics | None = None
         self._stats_timer = QTimer(self)
         self._stats_timer.setInterval(STATISTICS_INTERVAL_MS)

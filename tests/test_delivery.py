@@ -607,3 +607,26 @@ def test_an_observed_failure_is_not_reported_again(
         handles.clear()
         gc.collect()
     assert [r for r in caplog.records if r.name == "casare_workers.unretrieved"] == []
+
+
+def test_a_fire_and_forget_long_job_or_worker_failure_is_logged(
+    manager: WorkerManager, caplog: pytest.LogCaptureFixture, qtbot: Any
+) -> None:
+    from PySide6.QtCore import QThreadPool
+
+    from casare_workers import LongJob
+
+    with caplog.at_level(logging.ERROR, logger="casare_workers.unretrieved"):
+        LongJob(_fails, manager=manager).start()
+        pool = QThreadPool()
+        pool.start(Worker(_fails))  # a Worker on a plain QThreadPool, nobody listening
+        assert manager.wait_for_done(10)
+        assert pool.waitForDone(10_000)
+
+        def both_logged() -> bool:
+            gc.collect()
+            messages = [r.getMessage() for r in caplog.records]
+            return any("long job" in m for m in messages) and len(messages) == 2
+
+        qtbot.waitUntil(both_logged, timeout=10_000)
+    assert all("LookupError: nobody is listening" in r.getMessage() for r in caplog.records)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -739,3 +740,15 @@ def test_cancel_can_be_connected_to_a_button(
     assert handle.cancel_reason == "cancelled"
     gate.open()
     assert manager.wait_for_done(5)
+
+
+def test_a_shut_down_manager_is_freed_by_reference_counting(qapp: Any, no_cyclic_gc: None) -> None:
+    # PySide6's QMetaMethod.fromSignal(obj.signal) leaks a reference to obj: the manager
+    # must not use it, or no manager would ever be freed.
+    manager = WorkerManager()
+    manager.task_started.connect(lambda _t: None)
+    assert wait_for_handle(manager.submit(int, "1")) == 1
+    manager.shutdown(5)
+    ref = weakref.ref(manager)
+    del manager
+    assert ref() is None
