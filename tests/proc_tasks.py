@@ -7,6 +7,7 @@ pytest and pytest-qt (a third of a second per spawned process).
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 import threading
@@ -193,3 +194,19 @@ def failing_initialize(*args: Any) -> None:
 def killed_initialize(*args: Any) -> None:
     """Stand in for the worker's initializer: the process is killed (SIGKILL) starting up."""
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def logged(fn: Any) -> Any:
+    """A decorator as users write them: ``functools.wraps`` over ``(*args, **kwargs)``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@logged
+def decorated_count_to(n: int, ctx: TaskContext) -> int:
+    ctx.progress(n, n)
+    return n
