@@ -20,9 +20,11 @@ Data flow::
 
 A call is a plain function, a coroutine function or a coroutine object; a function that
 returns an awaitable has it awaited.  The caller's Future gets the value or the
-original exception object.  A per-call timeout fails the Future at the deadline (counted
-from submission): a queued call never starts, a running coroutine is cancelled, a
-running plain function cannot be interrupted and its eventual result is discarded.
+original exception object (``SystemExit``, ``KeyboardInterrupt`` and ``GeneratorExit``
+included: they end that call only, never the thread).  A per-call timeout fails the
+Future at the deadline (counted from submission): a queued call never starts, a running
+coroutine is cancelled, a running plain function cannot be interrupted and its eventual
+result is discarded.
 """
 
 from __future__ import annotations
@@ -592,13 +594,32 @@ class LoopThread:
 
     async def _await(self, call: _Call, awaitable: Awaitable[Any]) -> Any:
         # Its own task, so that cancelling the call never cancels the serving loop.
-        task = asyncio.ensure_future(awaitable)
+        task = asyncio.ensure_future(_contained(awaitable))
         with self._lock:
             call.task = task
             stop_now = call.cancel_requested or call.future.done()
         if stop_now:  # cancelled or timed out before it had a task to cancel
             task.cancel()
-        return await task
+        ok, value = await task
+        if not ok:
+            raise value
+        return value
+
+
+async def _contained(awaitable: Awaitable[Any]) -> tuple[bool, Any]:
+    """Await the call's awaitable; return ``(True, value)`` or ``(False, exception)``.
+
+    asyncio lets ``SystemExit`` and ``KeyboardInterrupt`` raised by a task's coroutine
+    escape the event loop (and ``GeneratorExit`` ends the loop's own coroutine), which
+    would end this thread and every call on it.  Caught here, inside the task, they
+    are held by the call's Future like any other exception; cancellation still passes.
+    """
+    try:
+        return True, await awaitable
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        return False, exc
 
 
 def _run_maybe_async(loop: asyncio.AbstractEventLoop, value: Any) -> Any:

@@ -269,6 +269,28 @@ def test_loopthread_exceptions_pass_through_unchanged(
     assert lt.call(lambda: "still serving") == "still serving"
 
 
+@pytest.mark.parametrize("kind", [SystemExit, KeyboardInterrupt, GeneratorExit])
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
+@pytest.mark.parametrize("form", ["coroutine", "function"])
+def test_loopthread_base_exceptions_end_only_their_call(
+    make_thread: Callable[..., LoopThread], kind: type[BaseException], ordered: bool, form: str
+) -> None:
+    lt = make_thread(ordered=ordered)
+    original = kind(f"from the {form}")
+
+    async def leave_async() -> None:
+        raise original
+
+    def leave() -> None:
+        raise original
+
+    failing = lt.submit(leave_async if form == "coroutine" else leave)
+    queued = lt.submit(int, "7")  # queued behind it: it must still run
+    assert failing.exception(10) is original  # held by the Future, not cancelled
+    assert queued.result(10) == 7
+    assert lt.call(lambda: "still serving") == "still serving"
+
+
 def test_loopthread_timeout_cancels_a_running_coroutine(
     make_thread: Callable[..., LoopThread],
 ) -> None:
