@@ -752,3 +752,52 @@ def test_a_shut_down_manager_is_freed_by_reference_counting(qapp: Any, no_cyclic
     ref = weakref.ref(manager)
     del manager
     assert ref() is None
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["no thread yet", "threads running"])
+def test_submit_from_an_atexit_hook_is_refused_cleanly(warm: bool) -> None:
+    """As concurrent.futures refuses it: nothing may start while the interpreter exits."""
+    script = textwrap.dedent(
+        f"""
+        import atexit
+        from PySide6.QtCore import QCoreApplication
+        from casare_workers import WorkerManager, default_manager
+
+        def attempt(what, make):
+            try:
+                make().submit(print, "ran during exit", flush=True)
+                print(what, "accepted", flush=True)
+            except Exception as exc:
+                print(what, "refused", type(exc).__name__, exc, flush=True)
+
+        def late():
+            attempt("existing", lambda: manager)
+            attempt("new", WorkerManager)
+            attempt("default", default_manager)
+
+        app = QCoreApplication([])
+        manager = WorkerManager()
+        if {warm}:
+            manager.submit(int, "1")
+            manager.wait_for_done(5)
+        atexit.register(late)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(" ", 2)[:2] for line in lines] == [
+        ["existing", "refused"],
+        ["new", "refused"],
+        ["default", "refused"],
+    ], done.stdout + done.stderr
+    for line in lines:
+        assert "ManagerShutdownError" in line
+        assert "the interpreter is exiting" in line
+    assert "Traceback" not in done.stderr
