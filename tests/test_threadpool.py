@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 import threading
 import time
 from typing import Any, cast
@@ -125,3 +126,34 @@ def test_waiting_on_the_own_pool_with_a_thread_to_spare_is_allowed(qapp: Any) ->
             return manager.submit(int, "5").result()  # the pool's second thread runs it
 
         assert wait_for_handle(manager.submit(outer), 10) == 5
+
+
+# -- priorities ------------------------------------------------------------------------------
+
+
+def test_priority_levels_are_released_once_their_work_has_run(qapp: Any) -> None:
+    """Any number of distinct priorities: served highest first, none kept afterwards."""
+    pool = ThreadPool("t", PoolConfig(1))
+    running = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        running.set()
+        release.wait(10)
+
+    pool.push_items([cast(Any, _Item(hold))], 0)
+    assert running.wait(10)  # the only thread is busy: everything below queues
+    order: list[int] = []
+    done = threading.Semaphore(0)
+    priorities = list(range(-500, 500))
+    random.Random(12).shuffle(priorities)
+    for priority in priorities:
+        item = _Item(lambda p=priority: (order.append(p), done.release()))
+        pool.push_items([cast(Any, item)], priority)
+    release.set()
+    for _ in priorities:
+        assert done.acquire(timeout=10)
+    assert order == sorted(priorities, reverse=True)
+    assert pool.priority_levels() == 0  # nothing queued: no level kept
+    pool.stop()
+    assert pool.join(time.monotonic() + 10)
