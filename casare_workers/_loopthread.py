@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from PySide6.QtCore import QCoreApplication, QObject
 
@@ -103,6 +103,10 @@ class _Call:
     def _timed_out(self) -> None:
         """The watchdog's deadline passed (watchdog thread)."""
         self.owner._expire(self)
+
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
+        """Call ``fn(self)`` once the call's Future is resolved (the watchdog drops its entry)."""
+        self.future.add_done_callback(lambda _future: fn(self))
 
 
 class _CallFuture(Future[T]):
@@ -313,7 +317,7 @@ class LoopThread:
         if wake is not None and loop is not None:
             loop.call_soon_threadsafe(wake.set)
         if timeout is not None:
-            self._watchdog.watch(cast(Any, call), timeout)
+            self._watchdog.watch(call, timeout)
         return call.future
 
     def _call_blocking(

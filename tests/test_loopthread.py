@@ -462,3 +462,12 @@ def test_loopthread_bad_input_is_refused_clearly(make_thread: Callable[..., Loop
     with pytest.raises(TypeError, match="takes no arguments"):
         lt.submit(c, 1)  # type: ignore[call-overload]
     c.close()
+
+
+def test_loopthread_ended_calls_with_a_timeout_leave_nothing_in_its_watchdog(
+    make_thread: Callable[..., LoopThread],
+) -> None:
+    lt = make_thread(timeout=3600)
+    futures = [lt.submit(int, "1") for _ in range(200)]
+    assert [f.result(10) for f in futures] == [1] * 200
+    assert lt._watchdog._heap == []

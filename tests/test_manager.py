@@ -801,3 +801,11 @@ def test_submit_from_an_atexit_hook_is_refused_cleanly(warm: bool) -> None:
         assert "ManagerShutdownError" in line
         assert "the interpreter is exiting" in line
     assert "Traceback" not in done.stderr
+
+
+def test_ended_tasks_with_a_timeout_leave_nothing_in_the_watchdog(manager: WorkerManager) -> None:
+    """A timeout's entry goes when its task ends, not only at its (far) deadline."""
+    handles = [manager.options(timeout=3600).submit(int, "1") for _ in range(1000)]
+    assert manager.wait_for_done(30)
+    assert all(h.result(0) == 1 for h in handles)
+    assert manager._core._watchdog._heap == []
