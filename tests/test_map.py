@@ -99,7 +99,9 @@ def test_map_counts_as_one_task(manager: WorkerManager) -> None:
 
 
 @pytest.mark.slow
-def test_many_small_maps_log_no_internal_error(qapp: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_many_small_maps_log_no_internal_error(
+    qapp: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     """A runner that starts after its map has ended just leaves: no error without an error.
 
     20 000 maps of 4 items on 4 threads: each map has 4 runners, and the last of them
