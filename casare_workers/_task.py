@@ -684,6 +684,12 @@ class TaskHandle(Generic[T]):
             self._settle(_FAILED, None, exc)
         else:
             self._release_inputs()
+            if isinstance(value, QObject):
+                try:
+                    _hand_over_to_gui(value, self._engine.thread(), f"task {self.name!r}")
+                except TypeError as exc:
+                    self._settle(_FAILED, None, exc)
+                    return
             self._settle(_SUCCEEDED, value, None)
 
     def _release_inputs(self) -> None:
@@ -1100,6 +1106,30 @@ def _check_context(context: object, engine: DeliveryEngine) -> None:
             "event loop (a pool thread, a plain threading.Thread or a finished QThread), "
             "so the callback could never run there; pass a context that lives on the GUI "
             "thread or in a QThread running its event loop, or omit context"
+        )
+
+
+def _hand_over_to_gui(value: QObject, gui: QThread, what: str) -> None:
+    """Move a QObject result made on this (worker) thread to the GUI thread.  Worker thread.
+
+    A QObject keeps the thread it was made on, which ends (or serves other work) once
+    the result is delivered: its timers could not start, it could not be given a parent
+    on the GUI thread.  ``moveToThread`` must be called from the object's own thread,
+    so it happens here, right after the function returned.  Objects made elsewhere (the
+    GUI thread) are left alone.  Only the result itself is moved: QObjects inside a
+    container are not (return them one by one, or plain data).
+
+    Raises:
+        TypeError: It has a parent (a child cannot move without its parent).
+    """
+    if not shiboken6.isValid(value) or value.thread() != QThread.currentThread():
+        return
+    if value.parent() is not None or not value.moveToThread(gui):
+        raise TypeError(
+            f"{what} returned a {type(value).__name__} made on its worker thread that has "
+            "a parent: a QObject can reach the GUI thread only by moving there, which a "
+            "child cannot do without its parent.  Return the top-level object, or plain "
+            "data, and build Qt objects on the GUI thread"
         )
 
 

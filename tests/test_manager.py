@@ -9,7 +9,7 @@ import weakref
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QObject, QThread
+from PySide6.QtCore import QObject, QThread, QTimer
 from PySide6.QtWidgets import QWidget
 
 from casare_workers import (
@@ -809,3 +809,36 @@ def test_ended_tasks_with_a_timeout_leave_nothing_in_the_watchdog(manager: Worke
     assert manager.wait_for_done(30)
     assert all(h.result(0) == 1 for h in handles)
     assert manager._core._watchdog._heap == []
+
+
+# -- QObject results ----------------------------------------------------------------------------
+
+
+def _make_timer() -> QTimer:
+    timer = QTimer()  # made on the worker thread, with that thread's affinity
+    timer.setSingleShot(True)
+    timer.setInterval(0)
+    return timer
+
+
+def test_qobject_result_made_on_a_worker_thread_arrives_on_the_gui_thread(
+    manager: WorkerManager, qtbot: Any
+) -> None:
+    timer = wait_for_handle(manager.submit(_make_timer))
+    assert timer.thread() == QThread.currentThread()  # moved before the worker let go
+    parent = QObject()
+    timer.setParent(parent)  # no "Cannot set parent, new parent is in a different thread"
+    with qtbot.waitSignal(timer.timeout, timeout=5000):
+        timer.start()  # no "Timers cannot be started from another thread"
+
+
+def test_qobject_result_with_a_parent_fails_the_task_clearly(manager: WorkerManager) -> None:
+    kept: list[QObject] = []
+
+    def make_child() -> QObject:
+        parent = QObject()
+        kept.append(parent)
+        return QObject(parent)
+
+    with pytest.raises(TypeError, match="has a parent"):
+        wait_for_handle(manager.submit(make_child))
