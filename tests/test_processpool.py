@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import shiboken6
 from PySide6.QtCore import QObject
 from pytestqt.qtbot import QtBot
 
@@ -740,6 +741,57 @@ def test_process_shutdown_kills_a_worker_that_cannot_exit(
     assert report.still_running == ()
     assert manager.threads() == []  # the service thread ended within the shutdown
     assert not pid_alive(stuck_pid)
+
+
+# The shutdown scenarios of CPython's concurrent.futures tests (test_shutdown.py), as
+# they apply here: every task ends, nothing hangs, no process is left.
+
+
+def test_process_shutdown_right_after_a_cancelled_submit_does_not_hang(
+    make_manager: Callable[..., WorkerManager],
+) -> None:
+    manager = make_manager(1)
+    opts = manager.options(pool="proc")
+    assert wait_for_handle(opts.submit(tasks.square, 2), WAIT) == 4  # a warm worker
+    opts.submit(tasks.square, 3).cancel()
+    report = manager.shutdown(WAIT)
+    assert report.clean
+    assert proc_pool(manager).worker_pids() == []
+
+
+def test_process_shutdown_at_once_after_a_failed_task(
+    make_manager: Callable[..., WorkerManager], caplog: pytest.LogCaptureFixture
+) -> None:
+    manager = make_manager(2)
+    with pytest.raises(ValueError, match="boom"):
+        wait_for_handle(manager.options(pool="proc").submit(tasks.raise_value_error, "boom"), WAIT)
+    report = manager.shutdown(0)
+    assert report.still_running == ()
+    assert manager.threads() == []
+    assert proc_pool(manager).worker_pids() == []
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+def test_process_shutdown_cancels_the_queue_and_every_task_ends(
+    make_manager: Callable[..., WorkerManager], qtbot: QtBot, tmp_path: Path
+) -> None:
+    manager = make_manager(1)
+    opts = manager.options(pool="proc")
+    running = opts.submit(tasks.wait_for_file, str(tmp_path / "never"))
+    pid_from_status(qtbot, running)
+    queued = [opts.submit(tasks.square, x) for x in range(50)]
+    report = manager.shutdown(WAIT)
+    assert report.cancelled == 51
+    assert report.clean  # the running call saw ctx.cancelled and returned
+    handles = [running, *queued]
+    assert all(h.cancelled() and h.cancel_reason == "shutdown" for h in handles)
+
+
+def test_process_manager_destroyed_without_shutdown_leaves_no_process(qapp: Any) -> None:
+    manager = WorkerManager(pools={"proc": PoolConfig(1, kind="process")})
+    pid = wait_for_handle(manager.options(pool="proc").submit(tasks.child_facts), WAIT)[0]
+    shiboken6.delete(manager)  # the QObject goes without a shutdown: its pools stop
+    assert wait_dead(pid, WAIT)
 
 
 def test_default_cpu_pool_is_a_lazy_process_pool(manager: WorkerManager) -> None:
