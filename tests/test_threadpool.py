@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -147,8 +148,13 @@ def test_priority_levels_are_released_once_their_work_has_run(qapp: Any) -> None
     done = threading.Semaphore(0)
     priorities = list(range(-500, 500))
     random.Random(12).shuffle(priorities)
+
+    def record(priority: int) -> None:
+        order.append(priority)
+        done.release()
+
     for priority in priorities:
-        item = _Item(lambda p=priority: (order.append(p), done.release()))
+        item = _Item(functools.partial(record, priority))
         pool.push_items([cast(Any, item)], priority)
     release.set()
     for _ in priorities:
