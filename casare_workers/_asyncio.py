@@ -51,8 +51,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
 import shiboken6
-from PySide6.QtCore import QEvent, QMetaObject, QObject, QThread, QTimer, SignalInstance, Slot
+from PySide6.QtCore import QMetaObject, QObject, QThread, SignalInstance, Slot
 
+from ._closing import watch_window
 from ._engine import DeliveryEngine, get_engine, report_callback_exception
 from ._errors import BlockingCallError, NoEventLoopError
 from ._introspect import PLAIN
@@ -61,7 +62,7 @@ from ._state import TaskState
 from ._task import TaskHandle, _name_of
 
 if TYPE_CHECKING:
-    from PySide6.QtWidgets import QDialog, QWidget
+    from PySide6.QtWidgets import QDialog
 
     from ._manager import TaskOptions, WorkerManager, _ManagerCore
     from ._map import MapHandle
@@ -1026,6 +1027,10 @@ class _OwnerTasks:
         for task in list(self.tasks):
             _cancel_task(task, f"cancelled: {reason}")
 
+    def window_closed(self, reason: str) -> None:
+        """The owner's window was closed (``_closing``).  GUI thread."""
+        self.cancel_all(reason)
+
     def _destroyed(self, *_: object) -> None:
         self.alive = False
         if _owner_tasks.get(self.key) is self:
@@ -1034,47 +1039,6 @@ class _OwnerTasks:
 
 
 _owner_tasks: dict[int, _OwnerTasks] = {}
-_watchers: dict[int, _WindowWatcher] = {}
-_CLOSE = QEvent.Type.Close
-
-
-class _WindowWatcher(QObject):
-    """Cancels the tasks of a window's widgets when the window closes.  GUI thread.
-
-    "Closed" means a close event that was accepted (the window is hidden afterwards)
-    or, for a dialog, ``finished`` (``accept``/``reject``/``done`` hide it without a
-    close event).  A window merely hidden (to a tray) is not closed.
-    """
-
-    def __init__(self, window: QWidget) -> None:
-        super().__init__(window)  # a child: destroyed with the window
-        self._window = window
-        self.records: weakref.WeakSet[_OwnerTasks] = weakref.WeakSet()
-        window.installEventFilter(self)
-        from PySide6.QtWidgets import QDialog
-
-        if isinstance(window, QDialog):
-            window.finished.connect(self._dialog_finished)
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        """Watch for close events (GUI thread); never consumes an event."""
-        if event.type() == _CLOSE:
-            # The window's closeEvent() may still ignore it: look once it was handled.
-            QTimer.singleShot(0, self, self._after_close)
-        return False
-
-    @Slot()
-    def _after_close(self) -> None:
-        if not self._window.isVisible():
-            self._cancel("its window was closed")
-
-    @Slot(int)
-    def _dialog_finished(self, _result: int) -> None:
-        self._cancel("its dialog finished")
-
-    def _cancel(self, reason: str) -> None:
-        for record in list(self.records):
-            record.cancel_all(reason)
 
 
 def _tasks_of(owner: QObject) -> _OwnerTasks:
@@ -1085,22 +1049,8 @@ def _tasks_of(owner: QObject) -> _OwnerTasks:
         record = _OwnerTasks(key)
         _owner_tasks[key] = record
         owner.destroyed.connect(record._destroyed)
-        from PySide6.QtWidgets import QWidget
-
-        if isinstance(owner, QWidget):
-            window = owner.window()
-            wkey = shiboken6.getCppPointer(window)[0]
-            watcher = _watchers.get(wkey)
-            if watcher is None:
-                watcher = _watchers[wkey] = _WindowWatcher(window)
-                window.destroyed.connect(functools.partial(_forget_watcher, wkey, watcher))
-            watcher.records.add(record)
+        watch_window(owner, record)  # a widget's tasks also end when its window closes
     return record
-
-
-def _forget_watcher(key: int, watcher: _WindowWatcher, *_: object) -> None:
-    if _watchers.get(key) is watcher:
-        del _watchers[key]
 
 
 # Tasks of async slots without an owner: asyncio keeps only weak references to tasks,

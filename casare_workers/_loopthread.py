@@ -42,6 +42,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread
 
+from ._closing import watch_window
 from ._engine import get_engine, report_callback_exception
 from ._errors import (
     BlockingCallError,
@@ -174,7 +175,8 @@ class LoopThread:
         ordered: True (default): one call at a time, in submission order, each finished
             before the next starts, which is what thread-affine APIs need.  False:
             coroutines start in order but run concurrently on the loop.
-        owner: A QObject; the thread is closed (without waiting) when it is destroyed.
+        owner: A QObject; the thread is closed (without waiting) when it is destroyed
+            or, for a widget, when its window is closed (as for every ``owner=``).
 
     The thread is a daemon thread: a call stuck in C code cannot hold the process's
     exit.  Threads still open at interpreter exit are closed (finalizer included) with
@@ -225,6 +227,7 @@ class LoopThread:
         self._owner: OwnerRecord | None = None
         if owner is not None:
             self._owner = OwnerRecord(check_owner(owner), lambda _record: self._request_close())
+            watch_window(owner, self)  # closing the owner's window closes the thread too
         self._thread = threading.Thread(target=self._main, name=self.name, daemon=True)
         _open_threads.add(self)
         self._thread.start()
@@ -455,6 +458,10 @@ class LoopThread:
                 _call_soon(loop, task.cancel)
             if wake is not None:
                 _call_soon(loop, wake.set)
+
+    def window_closed(self, reason: str) -> None:
+        """The owner's window was closed (``_closing``): close, without waiting.  GUI thread."""
+        self._request_close()
 
     def __enter__(self) -> LoopThread:
         return self
