@@ -674,9 +674,9 @@ def asyncify(
             )
         if not callable(fn):
             raise TypeError(f"asyncify() expects a function, got {type(fn).__name__}")
-        cache: list[tuple[_ManagerCore, TaskOptions]] = []
+        cache: list[tuple[_ManagerCore, TaskOptions, Callable[..., T]]] = []
 
-        def options() -> TaskOptions:
+        def target() -> tuple[TaskOptions, Callable[..., T]]:
             mgr = manager
             if mgr is None:
                 from ._manager import default_manager
@@ -684,18 +684,63 @@ def asyncify(
                 mgr = default_manager()
             core = mgr._core
             if not cache or cache[0][0] is not core:
-                cache[:] = [(core, mgr.options(pool=pool))]
-            return cache[0][1]
+                opts = mgr.options(pool=pool, name=_name_of(fn))
+                # Process pools pickle functions by name; Dask's cloudpickle copes alone.
+                by_name = core.pool(pool).kind == "process"
+                cache[:] = [(core, opts, _picklable(fn, run) if by_name else fn)]
+            return cache[0][1], cache[0][2]
 
         @functools.wraps(fn)
         async def run(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await options().submit(fn, *args, **kwargs)
+            opts, call = target()
+            return await opts.submit(call, *args, **kwargs)
 
         return run
 
     if fn is not None:
         return decorate(fn)
     return decorate
+
+
+def _picklable(fn: Callable[..., T], wrapper: Callable[..., Any]) -> Callable[..., T]:
+    """What a process pool is sent for ``fn``, the function ``wrapper`` wraps.
+
+    ``@asyncify`` on a module-level function replaces the module's attribute with the
+    wrapper, so pickle, which sends functions by name, finds the wrapper there instead
+    of ``fn`` and refuses.  The wrapper itself *is* found by that name, and it holds
+    ``fn`` as ``__wrapped__``: send a reference to the wrapper and unwrap it in the
+    worker.  A function still reachable under its own name is sent as it is.
+    """
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    found: Any = module
+    for part in getattr(fn, "__qualname__", "").split("."):
+        found = getattr(found, part, None)
+    if found is fn or found is not wrapper:
+        return fn  # by name as usual (or not at all: the pool says why, at submit)
+    return cast("Callable[..., T]", _Unwrap(wrapper))
+
+
+class _Unwrap:
+    """Calls ``wrapper.__wrapped__``; pickles as a reference to the (importable) wrapper.
+
+    It exposes the wrapped function's code object, so the pool sees the same
+    parameters (``ctx`` included) as for the function itself.
+    """
+
+    __slots__ = ("_wrapper",)
+
+    def __init__(self, wrapper: Callable[..., Any]) -> None:
+        self._wrapper = wrapper
+
+    @property
+    def __code__(self) -> Any:
+        return self._wrapper.__wrapped__.__code__  # type: ignore[attr-defined]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapper.__wrapped__(*args, **kwargs)  # type: ignore[attr-defined]
+
+    def __reduce__(self) -> tuple[type[_Unwrap], tuple[Callable[..., Any]]]:
+        return (_Unwrap, (self._wrapper,))
 
 
 # -- from any thread to the GUI loop, and sync code calling coroutines ----------------------
