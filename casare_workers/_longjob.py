@@ -543,8 +543,12 @@ class LongJob(QThread, Generic[T]):
 
     Give it a function (``LongJob(fn, args=(...), kwargs={...})``, the
     ``threading.Thread`` convention, so that job options never collide with your
-    function's keyword arguments) or subclass it and override :meth:`work`.  A ``work``
-    (or function) that declares ``ctx`` receives a :class:`JobContext`.  If it is
+    function's keyword arguments) or subclass it and override :meth:`work`: a
+    subclass's positional arguments go to ``work`` (``Migrate(steps, owner=self)`` runs
+    ``work(steps, ctx)``), and arguments ``work`` cannot take fail here.  A subclass
+    may instead take its data in its own ``__init__`` and pass only the options
+    (``owner=``, ``key=``, ``name=``, ``manager=``) to ``super().__init__()``.  A
+    ``work`` (or function) that declares ``ctx`` receives a :class:`JobContext`.  If it is
     ``async``, it runs on the job's own asyncio loop, created for the job and closed
     when it ends (tasks cancelled, async generators and the default executor shut
     down, as ``asyncio.run`` does).
@@ -566,23 +570,28 @@ class LongJob(QThread, Generic[T]):
     Order on the GUI thread: Qt's ``started``, then any ``progress``/``status``, then
     exactly one of ``result``/``error``/``cancelled``, then Qt's ``finished`` (which is
     not shadowed).  Connect to ``started``/``finished`` with slots of GUI objects (or
-    lambdas): Qt emits them on the job thread and queues them to the GUI thread.  A job
-    cancelled before it started emits only ``cancelled``.  Once the owner is destroyed,
-    none of this class's signals is emitted.
+    lambdas): Qt emits them on the job thread and queues them to the GUI thread.
+    Connect ``started`` before :meth:`start` (it is emitted as the thread begins);
+    ``finished``, like the job's own signals, may also be connected right after
+    ``start()`` on the GUI thread.  A job cancelled before it started emits only
+    ``cancelled``.  Once the owner is destroyed, none of this class's signals is
+    emitted.
 
     Lifetime: keep a reference or not, delete the owner or not, start a second job with
     the same ``key`` or quit the application: the running thread is never destroyed
     (see the module docstring).  The manager (``manager=``, default
-    :func:`~casare_workers.default_manager`) tracks every started job, counts it in
-    ``statistics().jobs`` and stops it at ``shutdown``.
+    :func:`~casare_workers.default_manager`: the application's first manager) tracks
+    every started job, counts it in ``statistics().jobs`` and stops it at ``shutdown``.
 
     Args:
-        target: The function to run (omit it when subclassing).
-        args: Positional arguments for ``target``.
-        kwargs: Keyword arguments for ``target``.
-        owner: A QObject (usually the widget showing the job).  When it is destroyed
-            the job is cancelled and emits nothing more.  Not a Qt parent: a parent
-            would delete the running thread with itself.
+        *positional: The function to run (``target``); for a subclass that overrides
+            :meth:`work`, the arguments for ``work``.
+        args: Positional arguments for ``target`` (or ``work``).
+        kwargs: Keyword arguments for ``target`` (or ``work``).
+        owner: A QObject (usually the widget showing the job).  When it is destroyed,
+            or its window is closed, the job is cancelled; once it is destroyed the job
+            emits nothing more.  Not a Qt parent: a parent would delete the running
+            thread with itself.
         key: Jobs with the same key (per owner) supersede each other: starting a new
             one cancels the previous one.
         name: A display name (default: the function's or class's name).
@@ -590,14 +599,14 @@ class LongJob(QThread, Generic[T]):
 
     Example:
         >>> class Migrate(LongJob):
-        ...     async def work(self, ctx):
+        ...     async def work(self, steps, ctx):
         ...         for i, step in enumerate(steps):
         ...             await ctx.acheckpoint()
         ...             await step()
         ...             ctx.progress(i + 1, len(steps))
         ...         return "done"
-        >>> job = Migrate(owner=self, key="migration")          # doctest: +SKIP
-        >>> job.progress.connect(self.bar.set_progress)         # doctest: +SKIP
+        >>> job = Migrate(steps, owner=self, key="migration")   # doctest: +SKIP
+        >>> job.progress.connect(to_percent(self.bar.setValue))  # doctest: +SKIP
         >>> job.result.connect(self.show_report)                # doctest: +SKIP
         >>> job.start()                                         # doctest: +SKIP
     """

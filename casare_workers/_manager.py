@@ -122,8 +122,9 @@ class TaskOptions:
             runs nothing new).
 
     The owner (a QObject, usually the widget showing the result) is held as a record,
-    not a reference: when it is destroyed its queued tasks are cancelled, running ones
-    are asked to stop, and nothing is delivered to it any more.
+    not a reference: when it is destroyed, or its window is closed, its queued tasks are
+    cancelled and running ones are asked to stop; once it is destroyed nothing is
+    delivered to it any more.
     """
 
     core: _ManagerCore = field(repr=False)
@@ -819,7 +820,7 @@ class WorkerManager(QObject):
 
         Example:
             >>> handle = manager.options(pool="cpu").map(thumbnail, paths)  # doctest: +SKIP
-            >>> handle.signals.progress.connect(bar.set_progress)           # doctest: +SKIP
+            >>> handle.signals.progress.connect(to_percent(bar.setValue))  # doctest: +SKIP
         """
         core = self._core
         return core.map(fn, iterable, chunksize, core.default_options)

@@ -116,7 +116,7 @@ class Worker(QRunnable, Generic[T]):
 
     @property
     def owner(self) -> QObject | None:
-        """The QObject this worker belongs to, while it is alive (None: no owner).
+        """The QObject this worker belongs to while it is alive, or None.
 
         Set it before starting the worker, on any pool (``QThreadPool.globalInstance()``
         included): when the owner is destroyed, or its window is closed, the worker is
