@@ -79,7 +79,7 @@ from ._manager import (  # noqa: E402
 from ._map import MapHandle  # noqa: E402
 from ._model import TaskTableModel  # noqa: E402
 from ._progress import to_percent  # noqa: E402
-from ._signals import WorkerSignals  # noqa: E402
+from ._signals import SignalPort, WorkerSignals  # noqa: E402
 from ._state import TaskState  # noqa: E402
 from ._subprocess import ProcessResult, SubprocessJob, run_process  # noqa: E402
 from ._task import TaskContext, TaskError, TaskHandle  # noqa: E402
@@ -116,6 +116,7 @@ __all__ = (
     "ProgressBarDelegate",
     "SerializationError",
     "ShutdownReport",
+    "SignalPort",
     "SubprocessJob",
     "TaskCancelledError",
     "TaskContext",

@@ -6,12 +6,11 @@ resolves the awaiting future straight from the drain::
 
      GUI thread (qasync loop = Qt event loop)          worker thread
      ----------------------------------------          -------------
-     await handle ─► loop future, _GuiWaiter
-                     added as a done callback
-                                                       task settles ─► waiter():
-                                                       engine.post_item(waiter)
+     await handle ─► loop future, registered with
+                     handle._when_delivered
+                                                       task settles ─► engine.post_item(task)
      engine drain (one posted event per batch) ◄──────────────┘
-       waiter._deliver(): the handle's signals (once), then future.set_result(None)
+       task._deliver(): signals, continuations, then its hooks: future.set_result(None)
        └► one call_soon: the coroutine resumes and reads the outcome off the handle
 
 One posted event wakes the GUI for a whole burst of results (stock asyncio and qasync
@@ -37,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -51,7 +51,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
 import shiboken6
-from PySide6.QtCore import QMetaObject, QObject, QThread, SignalInstance, Slot
+from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, SignalInstance, Slot
 
 from ._closing import watch_window
 from ._engine import DeliveryEngine, get_engine, report_callback_exception
@@ -173,35 +173,20 @@ def _cancel_task(task: asyncio.Future[Any], message: str) -> None:
 
 
 class _GuiWaiter:
-    """Wakes one awaiting coroutine on the GUI thread's Qt loop, from the engine's drain."""
+    """Wakes one coroutine awaiting a long job on the GUI thread's Qt loop, from a drain."""
 
-    __slots__ = ("engine", "future", "handle")
+    __slots__ = ("engine", "future")
 
-    def __init__(
-        self,
-        future: asyncio.Future[None],
-        engine: DeliveryEngine,
-        handle: TaskHandle[Any] | None,
-    ) -> None:
+    def __init__(self, future: asyncio.Future[None], engine: DeliveryEngine) -> None:
         self.future = future
         self.engine = engine
-        self.handle = handle
 
     def __call__(self, _settled: object) -> None:
-        """The done callback; runs on the thread that settled the task."""
+        """The done callback; runs on the thread that settled the job."""
         self.engine.post_item(self)
 
     def _deliver(self) -> None:
         """Runs on the GUI thread, in the delivery engine's drain."""
-        handle = self.handle
-        if handle is not None:
-            # The handle's own signals and continuations come first (its _deliver runs
-            # once; the engine's later call is a no-op), so an awaiter that resumes can
-            # rely on ``finished`` having been emitted.
-            try:
-                handle._deliver()
-            except BaseException as exc:  # never strand the awaiter
-                report_callback_exception(f"the delivery of task {handle.name!r}", exc)
         _wake(self.future)
 
 
@@ -237,10 +222,9 @@ def _make_waiter(
     loop: asyncio.AbstractEventLoop,
     qt: bool,
     engine: DeliveryEngine,
-    handle: TaskHandle[Any] | None,
 ) -> _GuiWaiter | _ThreadWaiter:
     if qt:
-        return _GuiWaiter(future, engine, handle)
+        return _GuiWaiter(future, engine)
     return _ThreadWaiter(future, loop)
 
 
@@ -259,11 +243,16 @@ def await_task(handle: TaskHandle[T]) -> Generator[Any, None, T]:
     loop = _running_loop("await on a task handle")
     engine = handle._engine
     qt = _note_loop(loop, engine)
-    # On the GUI loop, a task that ended is awaited until its outcome was *delivered*,
-    # so the handle's signals always precede the awaiter's next line.
-    if not (handle._delivered if qt else handle._finished):
+    # On the GUI loop, a task that ended is awaited until its outcome was *delivered*
+    # (its finished signal and continuations have run, even if a slot of it is still
+    # inside a nested event loop), so the handle's signals always precede the awaiter's
+    # next line.
+    if not (handle._delivery == 2 if qt else handle._finished):
         future: asyncio.Future[None] = loop.create_future()
-        handle.add_done_callback(_make_waiter(future, loop, qt, engine, handle))
+        if qt:
+            handle._when_delivered(functools.partial(_wake, future))
+        else:
+            handle.add_done_callback(_ThreadWaiter(future, loop))
         try:
             yield from future
         except asyncio.CancelledError:
@@ -276,6 +265,7 @@ def await_task(handle: TaskHandle[T]) -> Generator[Any, None, T]:
         raise _cancelled_error(handle.name, handle.cancel_reason)
     exc = handle._exc
     assert exc is not None
+    handle._retrieved()
     raise exc
 
 
@@ -299,7 +289,7 @@ def await_job(job: Any) -> Generator[Any, None, Any]:
         loop = _running_loop("await on a job")
         engine = get_engine()
         future: asyncio.Future[None] = loop.create_future()
-        job.add_done_callback(_make_waiter(future, loop, _note_loop(loop, engine), engine, None))
+        job.add_done_callback(_make_waiter(future, loop, _note_loop(loop, engine), engine))
         try:
             yield from future
         except asyncio.CancelledError:
@@ -398,6 +388,7 @@ class _MapIterator(Generic[R]):
                     raise _cancelled_error(handle.name, handle.cancel_reason)
                 exc = handle._exc
                 assert exc is not None
+                handle._retrieved()
                 raise exc
             future: asyncio.Future[None] = self._loop.create_future()
             self._future = future
@@ -529,7 +520,9 @@ class PoolExecutor(concurrent.futures.ThreadPoolExecutor):
                     task.cancel(reason="executor shut down")
         if not wait:
             return
-        deadline = time.monotonic() + self._core.shutdown_timeout
+        # On the application's way out (the loop closing after aboutToQuit) this wait and
+        # the manager's own at exit share one deadline: see _ManagerCore.quit_deadline.
+        deadline = self._core.quit_deadline()
         for task in tasks:
             if not task.wait(max(0.0, deadline - time.monotonic())):
                 break
@@ -1050,16 +1043,29 @@ def _sync_target(
 class _OwnerTasks:
     """The asyncio tasks started for one owner QObject (async slots, task groups).
 
-    The ``destroyed`` handler runs inside the owner's destructor and takes no lock, as
-    in ``_owners``; cancelling a task from another thread goes through its loop.
+    Learns of the owner's death as ``_owners.OwnerRecord`` does, by two paths: the
+    ``destroyed`` signal connected directly (it runs inside the destructor on any
+    thread, takes no lock; cancelling a task from another thread goes through its loop),
+    and a validity check of the owner each time a task is added.
     """
 
-    __slots__ = ("__weakref__", "alive", "key", "tasks")
+    __slots__ = ("__weakref__", "_alive", "_ref", "key", "tasks")
 
-    def __init__(self, key: int) -> None:
-        self.alive = True
+    def __init__(self, key: int, owner: QObject) -> None:
+        self._alive = True
+        self._ref = weakref.ref(owner)
         self.key = key
         self.tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def alive(self) -> bool:
+        if not self._alive:
+            return False
+        owner = self._ref()
+        if owner is None or not shiboken6.isValid(owner):
+            self._destroyed()
+            return False
+        return True
 
     def add(self, task: asyncio.Task[Any]) -> None:
         if not self.alive:
@@ -1077,7 +1083,7 @@ class _OwnerTasks:
         self.cancel_all(reason)
 
     def _destroyed(self, *_: object) -> None:
-        self.alive = False
+        self._alive = False
         if _owner_tasks.get(self.key) is self:
             del _owner_tasks[self.key]
         self.cancel_all("its owner was destroyed")
@@ -1090,10 +1096,10 @@ def _tasks_of(owner: QObject) -> _OwnerTasks:
     """The task record of ``owner``, created (and wired to its lifetime) on first use."""
     key = shiboken6.getCppPointer(owner)[0]
     record = _owner_tasks.get(key)
-    if record is None:
-        record = _OwnerTasks(key)
+    if record is None or not record.alive:  # a dead object's address, reused
+        record = _OwnerTasks(key, owner)
         _owner_tasks[key] = record
-        owner.destroyed.connect(record._destroyed)
+        owner.destroyed.connect(record._destroyed, Qt.ConnectionType.DirectConnection)
         watch_window(owner, record)  # a widget's tasks also end when its window closes
     return record
 
@@ -1450,13 +1456,21 @@ async def open_dialog(dialog: QDialog, timeout: float | None = None) -> int:
         if not future.done():
             future.set_result(int(code))
 
-    def destroyed(*_: object) -> None:
+    def rejected() -> None:
         if not future.done():
             future.set_result(0)  # QDialog.DialogCode.Rejected
 
+    def destroyed(*_: object) -> None:
+        # Direct (see _owners): may run inside the destructor on another thread.
+        if _on_loop_thread(loop):
+            rejected()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                loop.call_soon_threadsafe(rejected)
+
     connections: list[QMetaObject.Connection] = [
         dialog.finished.connect(finished),
-        dialog.destroyed.connect(destroyed),
+        dialog.destroyed.connect(destroyed, Qt.ConnectionType.DirectConnection),
     ]
     dialog.open()
     try:

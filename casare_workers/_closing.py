@@ -26,7 +26,7 @@ import weakref
 from typing import TYPE_CHECKING, Protocol
 
 import shiboken6
-from PySide6.QtCore import QEvent, QObject, QTimer, Slot
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
 
 from ._engine import get_engine, report_callback_exception
 
@@ -115,9 +115,12 @@ def _watch(owner: QWidget, listener: CloseListener) -> None:
     window = owner.window()
     key = shiboken6.getCppPointer(window)[0]
     watcher = _watchers.get(key)
-    if watcher is None:
+    if watcher is None or not shiboken6.isValid(watcher):  # none, or a dead window's
         watcher = _watchers[key] = _WindowWatcher(window)
-        window.destroyed.connect(functools.partial(_forget_watcher, key, watcher))
+        # Directly: the entry must go inside the destructor, before the address is reused.
+        window.destroyed.connect(
+            functools.partial(_forget_watcher, key, watcher), Qt.ConnectionType.DirectConnection
+        )
     watcher.listeners.add(listener)
 
 

@@ -22,6 +22,22 @@ A wake-up is posted only when the flag ``_wake_pending`` is clear, so a burst of
 results costs a handful of posted events, not 20 000 queued signals.  The flag is cleared
 *before* the deque is read, so an item appended while the GUI thread drains either is
 seen by this drain or posts its own wake-up: nothing is stranded.
+
+No single Qt event carries the guarantee.  A posted event or a timer shot that never
+arrives (an event filter that eats it, a receiver's posted events removed, a binding
+defect) would leave ``_wake_pending`` set and the queue stranded for ever.  So a second,
+independent path watches: the *rescuer*, a daemon thread that sleeps while nothing is
+queued and, while something is, looks every :data:`RESCUE_INTERVAL`.  If the queue was
+non-empty for a whole interval and no drain started (or progress waited that long with
+no flush), it asks the GUI thread to drain through a different Qt mechanism (a queued
+call of a slot, ``QMetaObject.invokeMethod``), backing off to once a second while the
+GUI thread stays busy.  ``rescues`` counts how often it had to::
+
+     worker ─ post_item ─┬─► posted _WAKE ───────────────► _Receiver.event ─► _drain
+                         └─► wakes the rescuer (per batch)
+     rescuer: queue non-empty and no drain for an interval
+                         └─► invokeMethod("rescue") ─────► _Receiver.rescue ─► _drain
+                                                            (+ overdue progress)
 """
 
 from __future__ import annotations
@@ -35,7 +51,16 @@ from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
 import shiboken6
-from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QThread, QTimer
+from PySide6.QtCore import (
+    QCoreApplication,
+    QEvent,
+    QMetaObject,
+    QObject,
+    Qt,
+    QThread,
+    QTimer,
+    Slot,
+)
 
 from ._errors import NoApplicationError
 from ._selfcheck import check_none_leak
@@ -50,6 +75,10 @@ T = TypeVar("T")
 FRAME_INTERVAL = 0.016
 #: Seconds the GUI thread spends draining before it yields back to the event loop.
 DRAIN_BUDGET = 0.005
+#: Seconds queued work may wait with no drain before the rescuer asks again.
+RESCUE_INTERVAL = 0.05
+#: The longest the rescuer waits between two asks while the GUI thread stays busy.
+RESCUE_BACKOFF_MAX = 1.0
 
 _WAKE = QEvent.Type(QEvent.registerEventType())
 
@@ -110,6 +139,11 @@ class _Receiver(QObject):
             return True
         return super().event(event)
 
+    @Slot()
+    def rescue(self) -> None:
+        """The rescuer's second path to a drain (a queued slot call).  GUI thread."""
+        self._engine._rescue()
+
 
 class DeliveryEngine:
     """Process-wide GUI-thread delivery queue; one per ``QCoreApplication``.
@@ -129,10 +163,16 @@ class DeliveryEngine:
         self._gui_ident = threading.get_ident()
         self._receiver = _Receiver(self)
         self._progress_item = _Call(self._schedule_progress)
+        self._rescuer: threading.Thread | None = None
+        self._rescuer_lock = threading.Lock()
+        self._work_posted = threading.Event()
+        self._retired = False
         #: Number of drains and of items delivered (for tests and the benchmarks).
         self.drains = 0
         self.delivered = 0
         self.progress_flushes = 0
+        #: Times the rescuer found work stranded (a lost wake-up) and drained it.
+        self.rescues = 0
 
     # -- any thread ---------------------------------------------------------------
 
@@ -143,6 +183,10 @@ class DeliveryEngine:
     def thread(self) -> QThread:
         """The GUI thread, as a QThread (to move QObjects there)."""
         return self._receiver.thread()
+
+    def receiver(self) -> QObject:
+        """A QObject living on the GUI thread (a context for timers and queued calls)."""
+        return self._receiver
 
     def is_valid(self) -> bool:
         """False once the Qt side of the engine was destroyed (application gone)."""
@@ -185,6 +229,56 @@ class DeliveryEngine:
             QCoreApplication.postEvent(self._receiver, QEvent(_WAKE))
         except RuntimeError:  # the receiver is gone (application destroyed)
             logger.debug("delivery engine gone; dropping wake-up")
+            return
+        if self._rescuer is None:
+            self._start_rescuer()
+        self._work_posted.set()
+
+    # -- the rescuer thread ------------------------------------------------------------
+
+    def _start_rescuer(self) -> None:
+        with self._rescuer_lock:
+            if self._rescuer is not None:
+                return
+            rescuer = threading.Thread(
+                target=self._watch, name="casare-engine-rescuer", daemon=True
+            )
+            self._rescuer = rescuer
+            try:
+                rescuer.start()
+            except RuntimeError:  # interpreter exit (no new threads): nothing to watch
+                logger.debug("delivery engine: no rescuer thread at interpreter exit")
+
+    def _stranded(self, drains: int, flushes: int) -> bool:
+        """True if work waited a whole interval with no drain (or progress no flush)."""
+        if self._queue and self.drains == drains:
+            return True
+        return bool(self._dirty) and self.progress_flushes == flushes and not self._queue
+
+    def _watch(self) -> None:
+        """The rescuer: notices queued work that no drain picks up.  Its own thread."""
+        posted = self._work_posted
+        while not self._retired and self.is_valid():
+            posted.wait()
+            posted.clear()
+            interval = RESCUE_INTERVAL
+            while self._queue or self._dirty:
+                drains, flushes = self.drains, self.progress_flushes
+                if posted.wait(interval):  # more work: keep watching from now
+                    posted.clear()
+                    continue
+                if not self._stranded(drains, flushes):
+                    interval = RESCUE_INTERVAL
+                    continue
+                if self._retired or not self.is_valid():
+                    return
+                try:
+                    QMetaObject.invokeMethod(
+                        self._receiver, "rescue", Qt.ConnectionType.QueuedConnection
+                    )
+                except RuntimeError:  # the application is gone
+                    return
+                interval = min(interval * 2, RESCUE_BACKOFF_MAX)
 
     # -- GUI thread -----------------------------------------------------------------
 
@@ -212,6 +306,16 @@ class DeliveryEngine:
             if queue and not self._wake_pending:
                 self._wake_pending = True
                 self._post_wake()
+
+    def _rescue(self) -> None:
+        """Drain what the usual wake-up did not, and flush overdue progress."""
+        self.rescues += 1
+        logger.debug("delivery engine: a wake-up was lost or late; rescuing %r", self)
+        self._drain(self._budget)
+        if self._dirty and time.perf_counter() - self._last_flush > 2 * FRAME_INTERVAL:
+            # The frame timer did not fire (or its shot was lost): flush now.
+            self._receiver.frame.stop()
+            self._flush_progress()
 
     def _schedule_progress(self) -> None:
         self._progress_pending = False
@@ -250,8 +354,16 @@ class DeliveryEngine:
                 self._receiver.frame.stop()
                 self._flush_progress()
 
+    def _retire(self) -> None:
+        """This engine's application is gone: let the rescuer thread end."""
+        self._retired = True
+        self._work_posted.set()
+
     def __repr__(self) -> str:
-        return f"<DeliveryEngine queued={len(self._queue)} drains={self.drains}>"
+        return (
+            f"<DeliveryEngine queued={len(self._queue)} drains={self.drains} "
+            f"rescues={self.rescues}>"
+        )
 
 
 def _run_into(
@@ -293,6 +405,8 @@ def get_engine() -> DeliveryEngine:
         if engine is not None and app is engine._app and engine.is_valid():
             return engine
         check_none_leak()
+        if _engine is not None:
+            _engine._retire()
         engine = DeliveryEngine(app)
         if QThread.currentThread() is not app.thread():
             # Created off the GUI thread (a Worker started from a pool thread): hand it

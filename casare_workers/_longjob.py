@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, overloa
 
 import shiboken6
 from PySide6.QtCore import (
+    SIGNAL,
     QDeadlineTimer,
     QMetaObject,
     QObject,
@@ -75,7 +76,14 @@ from ._errors import (
 from ._introspect import WANTS_CTX, call_mode
 from ._owners import OwnerRecord, check_owner
 from ._state import TaskState
-from ._task import TaskContext, TaskError, _cancel_event_of, _mirror_into, _ViewFuture
+from ._task import (
+    TaskContext,
+    TaskError,
+    _cancel_event_of,
+    _mirror_into,
+    _Unretrieved,
+    _ViewFuture,
+)
 
 if TYPE_CHECKING:
     from ._manager import WorkerManager, _ManagerCore
@@ -147,6 +155,7 @@ class _JobCore:
     """
 
     __slots__ = (
+        "__weakref__",
         "_async_task",
         "_cancel_ev",
         "_cancel_requested",
@@ -182,7 +191,9 @@ class _JobCore:
         "_state",
         "_status",
         "_thread_done",
+        "_unretrieved",
         "_value",
+        "_waited",
         "cancel_reason",
         "id",
         "key",
@@ -231,6 +242,8 @@ class _JobCore:
         self._samples: deque[tuple[float, int]] = deque()
         self._started_at = 0.0
         self._ended_at = 0.0
+        self._waited = False  # a done callback (an awaiter) takes the outcome
+        self._unretrieved: _Unretrieved | None = None
         # Held shut by the job thread before it lets Qt emit finished; see LongJob.start.
         self._end_gate: threading.Event | None = None
 
@@ -248,6 +261,15 @@ class _JobCore:
     def _owner_alive(self) -> bool:
         owner = self._owner
         return owner is None or owner.alive
+
+    def running(self) -> bool:
+        """True while the job's work runs (what its ``future.running()`` reports)."""
+        return self._state is _RUNNING
+
+    def _retrieved(self) -> None:
+        note = self._unretrieved
+        if note is not None:
+            note.retrieved = True
 
     # -- cancellation and pause (any thread) ------------------------------------------------
 
@@ -351,7 +373,10 @@ class _JobCore:
         if done_event is not None:
             done_event.set()
         if future is not None:
-            _mirror_into(future, self)
+            try:
+                _mirror_into(future, self)
+            except BaseException as exc:  # Future runs its callbacks, catching Exception
+                report_callback_exception(f"a done callback of long job {self.name!r}", exc)
         if callbacks:
             job = self._job()
             if job is not None:
@@ -406,6 +431,15 @@ class _JobCore:
         if self._ran:
             self._emit_progress()  # the final value always arrives before the outcome
         state = self._state
+        if state is _FAILED and not (
+            self._waited
+            or self._future is not None
+            or job.receivers(SIGNAL("error(PyObject)")) > 0
+        ):
+            # Logged when the job is freed unless its failure is read by then (as tasks).
+            assert self._exc is not None
+            note = self._unretrieved = _Unretrieved(f"long job {self.name}", self._exc)
+            weakref.finalize(self, note.report).atexit = False
         try:
             if state is _SUCCEEDED:
                 job.result.emit(self._value)
@@ -862,6 +896,7 @@ class LongJob(QThread, Generic[T]):
         """The :class:`~casare_workers.TaskError` of a failed job, else None."""
         core = self._core
         if core._state is _FAILED and core._exc is not None:
+            core._retrieved()
             return TaskError.from_exception(core._exc, core.id, core.name)
         return None
 
@@ -1064,6 +1099,7 @@ class LongJob(QThread, Generic[T]):
                 f"long job {core.name!r} was {core.cancel_reason or 'cancelled'}"
             )
         assert core._exc is not None
+        core._retrieved()
         raise core._exc
 
     @property
@@ -1110,6 +1146,7 @@ class LongJob(QThread, Generic[T]):
                 "pass the function itself, without calling it"
             )
         core = self._core
+        core._waited = True
         with core._lock:
             if not core._finished:
                 if core._done_callbacks is None:
@@ -1127,15 +1164,14 @@ class LongJob(QThread, Generic[T]):
         """
         core = self._core
         try:
-            if not core._begin():
-                return
-            ctx = JobContext(cast(Any, core))
-            try:
-                value = self._invoke(ctx)
-            except BaseException as exc:
-                core._conclude(None, exc)
-            else:
-                core._conclude(value, None)
+            if core._begin():
+                ctx = JobContext(cast(Any, core))
+                try:
+                    value = self._invoke(ctx)
+                except BaseException as exc:
+                    core._conclude(None, exc)
+                else:
+                    core._conclude(value, None)
         except BaseException as exc:  # a bug of ours: never let it into Qt's thread
             report_callback_exception(f"long job {core.name!r}", exc)
             core._settle(_FAILED, None, exc)

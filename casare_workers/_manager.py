@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import logging
 import math
 import threading
@@ -14,7 +16,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar, cast, get_args
 
 import shiboken6
-from PySide6.QtCore import QCoreApplication, QEventLoop, QMetaMethod, QObject, QTimer, Signal
+from PySide6.QtCore import (
+    QCoreApplication,
+    QEventLoop,
+    QMetaMethod,
+    QObject,
+    Qt,
+    QTimer,
+    Signal,
+)
 
 from ._closing import watch_window
 from ._config import PoolConfig, resolve_pool_configs
@@ -220,6 +230,8 @@ class _ManagerCore:
             raise
         # -- end issue 5 ---------------------------------------------------------------
         self.shutdown_timeout = shutdown_timeout
+        #: ``time.monotonic()`` of the application's last ``aboutToQuit`` (see quit_deadline).
+        self.quit_at: float | None = None
         self.lock = threading.RLock()
         self.live: dict[int, TaskHandle[Any]] = {}
         self.keys: dict[tuple[OwnerRecord | None, Hashable], TaskHandle[Any]] = {}
@@ -599,13 +611,35 @@ class _ManagerCore:
 
     # -- shutting down --------------------------------------------------------------------
 
-    def shutdown(self, timeout: float | None, cancel_pending: bool) -> ShutdownReport:
+    def quit_deadline(self) -> float:
+        """When a wait made on the application's way out must end (``time.monotonic``).
+
+        The application quits in steps that each wait a bounded time (the loop's
+        executor when the loop closes, then this manager at exit): they share one
+        deadline, ``shutdown_timeout`` after the last ``aboutToQuit``, so the whole exit
+        takes about ``shutdown_timeout``, not that once per step.  While an event loop
+        runs again (a second ``run_until_complete``), waits get their full timeout.
+        """
+        deadline = time.monotonic() + self.shutdown_timeout
+        quit_at = self.quit_at
+        if quit_at is not None and not _event_loop_running():
+            deadline = min(deadline, quit_at + self.shutdown_timeout)
+        return deadline
+
+    def shutdown(
+        self,
+        timeout: float | None,
+        cancel_pending: bool,
+        *,
+        deliver: bool = True,
+        automatic: bool = False,
+    ) -> ShutdownReport:
         if self.report is not None:
             return self.report
         timeout = self.shutdown_timeout if timeout is None else timeout
         _check_timeout("timeout", timeout, allow_zero=True)
         began = time.monotonic()
-        deadline = began + timeout
+        deadline = self.quit_deadline() if automatic else began + timeout
         self.closed = True
         pools = list(self.pools.values())
         cancelled = 0
@@ -630,7 +664,7 @@ class _ManagerCore:
         # -- end long jobs
         still = tuple(name for pool in pools for name in pool.still_running()) + still_jobs
         self._watchdog.stop()
-        if self.engine.is_gui_thread() and self.engine.is_valid():
+        if deliver and self.engine.is_gui_thread() and self.engine.is_valid():
             self.engine.flush()
         report = ShutdownReport(cancelled, still, time.monotonic() - began)
         if still:
@@ -645,12 +679,24 @@ class _ManagerCore:
         return report
 
     def abandon(self) -> None:
-        """The QObject was destroyed without a shutdown: refuse work, free the threads."""
+        """The QObject was destroyed without a shutdown (any thread, no waiting).
+
+        Refuse work, cancel every task and long job (nobody is left to receive their
+        outcome; running functions see ``ctx.cancelled``), and let the threads exit.
+        """
+        if self.closed:
+            return
         self.closed = True
+        for pool in self.pools.values():
+            pool.close()
+            for task in pool.queued_tasks():
+                task.cancel(reason="manager destroyed")
+        for task in self.live_tasks():
+            task.cancel(reason="manager destroyed")
         for pool in self.pools.values():
             pool.stop()
         self._watchdog.stop()
-        self.jobs.cancel_all("manager destroyed")  # long jobs (issue 3)
+        self.jobs.cancel_all("manager destroyed")
 
 
 class WorkerManager(QObject):
@@ -663,8 +709,8 @@ class WorkerManager(QObject):
         parent: Optional QObject parent.
         pools: Pool name to size (or :class:`PoolConfig`); overrides the defaults
             ``io``/``cpu``/``background`` and may add pools.  See ``_config``.
-        shutdown_timeout: Seconds :meth:`shutdown` waits by default, and at
-            ``QCoreApplication.aboutToQuit``.
+        shutdown_timeout: Seconds :meth:`shutdown` waits by default, and when it runs
+            by itself (the application destroyed, interpreter exit).
         default: Become the application's default manager (:func:`default_manager`,
             used by ``LongJob``, ``SubprocessJob``, ``asyncify``, ``TaskGroup`` without
             ``manager=``) if there is no open one yet.  False for a second, independent
@@ -710,17 +756,25 @@ class WorkerManager(QObject):
         _check_timeout("shutdown_timeout", shutdown_timeout, allow_zero=True)
         super().__init__(parent)
         self._core = core = _ManagerCore(self, engine, configs, float(shutdown_timeout))
-        self._meta_started = QMetaMethod.fromSignal(self.task_started)
-        self._meta_submitted = QMetaMethod.fromSignal(self.task_submitted)
-        self._meta_finished = QMetaMethod.fromSignal(self.task_finished)
+        # Through the meta-object, not QMetaMethod.fromSignal(self.x): in PySide6 6.11
+        # and 6.12 each fromSignal call leaks a reference to the signal's object, which
+        # would keep every manager alive for ever.
+        meta = self.metaObject()
+        self._meta_started = meta.method(meta.indexOfSignal("task_started(PyObject)"))
+        self._meta_submitted = meta.method(meta.indexOfSignal("task_submitted(PyObject)"))
+        self._meta_finished = meta.method(meta.indexOfSignal("task_finished(PyObject)"))
         self._last_statistics: ManagerStatistics | None = None
         self._stats_timer = QTimer(self)
         self._stats_timer.setInterval(STATISTICS_INTERVAL_MS)
         self._stats_timer.timeout.connect(self._publish_statistics)
         app = QCoreApplication.instance()
         assert app is not None
-        app.aboutToQuit.connect(self._about_to_quit)
-        self.destroyed.connect(lambda *_: core.abandon())
+        _register_final_shutdown(core, app)
+        # Direct: the manager may be destroyed on another thread (the cyclic GC), where
+        # a queued call would be discarded with the object (see _owners).
+        self.destroyed.connect(
+            functools.partial(_abandon, weakref.ref(core)), Qt.ConnectionType.DirectConnection
+        )
         if default:
             _adopt_as_default(self)
 
@@ -748,7 +802,7 @@ class WorkerManager(QObject):
 
     @property
     def shutdown_timeout(self) -> float:
-        """Seconds :meth:`shutdown` waits by default (and at ``aboutToQuit``)."""
+        """Seconds :meth:`shutdown` waits by default (and when it runs by itself)."""
         return self._core.shutdown_timeout
 
     def options(
@@ -949,15 +1003,18 @@ class WorkerManager(QObject):
         what is left is cancelled.  Finally the outcomes are delivered (on the GUI
         thread) so every task ends with ``finished``.  Functions still running after the
         timeout are listed in the report and logged; their daemon threads do not hold
-        the process's exit.  Called automatically at ``QCoreApplication.aboutToQuit``.
-        Idempotent: later calls return the first report.
+        the process's exit.  Idempotent: later calls return the first report.
+
+        Called automatically, with :attr:`shutdown_timeout`, when the ``QApplication``
+        is destroyed and at interpreter exit (before ``concurrent.futures`` and
+        ``threading`` join their threads) — but *not* at ``aboutToQuit``: that signal
+        comes every time the event loop returns (each qasync ``run_until_complete``), and
+        an application's own ``aboutToQuit`` handlers may still submit and wait for
+        cleanup work.  See the guide's "Quitting".
         """
         report = self._core.shutdown(timeout, cancel_pending)
         self._stats_timer.stop()
         return report
-
-    def _about_to_quit(self) -> None:
-        self.shutdown()
 
     def __enter__(self) -> WorkerManager:
         return self
@@ -993,6 +1050,79 @@ def _check_timeout(what: str, value: object, *, allow_zero: bool = False) -> Non
             f"{what} must be a {'non-negative' if allow_zero else 'positive'} number of "
             f"seconds, got {value!r}"
         )
+
+
+def _abandon(core_ref: weakref.ref[_ManagerCore], *_: object) -> None:
+    """The manager QObject was destroyed (any thread): refuse work, free the threads."""
+    core = core_ref()
+    if core is not None:
+        core.abandon()
+
+
+#: Every manager not shut down yet, for the shutdown at exit and at application death.
+_live_cores: weakref.WeakSet[_ManagerCore] = weakref.WeakSet()
+_hooked_apps: weakref.WeakSet[QCoreApplication] = weakref.WeakSet()
+_exit_hooked = False
+_final_lock = threading.Lock()
+
+
+def _register_final_shutdown(core: _ManagerCore, app: QCoreApplication) -> None:
+    """Make sure ``core`` is shut down (bounded) when ``app`` dies or Python exits.
+
+    Two independent paths, so no single Qt signal carries the guarantee: the
+    application's ``destroyed`` (direct, so it runs even on another thread) and a hook
+    that runs at interpreter exit before ``concurrent.futures`` and ``threading`` join
+    their threads (``threading._register_atexit``; its hooks run last-registered first,
+    and this one is registered after the pools imported ``concurrent.futures``).
+    """
+    global _exit_hooked
+    with _final_lock:
+        _live_cores.add(core)
+        if app not in _hooked_apps:
+            _hooked_apps.add(app)
+            app.aboutToQuit.connect(_note_quit)
+            app.destroyed.connect(
+                functools.partial(_shutdown_all, "application destroyed", False),
+                Qt.ConnectionType.DirectConnection,
+            )
+        if not _exit_hooked:
+            _exit_hooked = True
+            register = getattr(threading, "_register_atexit", None)
+            hook = functools.partial(_shutdown_all, "interpreter exit", True)
+            try:
+                if register is None:
+                    raise RuntimeError("no threading._register_atexit")
+                register(hook)
+            except RuntimeError:  # interpreter already shutting down, or an old Python
+                atexit.register(hook)
+
+
+def _note_quit() -> None:
+    """``aboutToQuit``: the event loop is returning.  Note when (see ``quit_deadline``)."""
+    now = time.monotonic()
+    with _final_lock:
+        cores = list(_live_cores)
+    for core in cores:
+        core.quit_at = now
+
+
+def _event_loop_running() -> bool:
+    """True while a Qt event loop runs on the GUI thread (``exec()`` not returned)."""
+    app = QCoreApplication.instance()
+    return app is not None and app.thread().loopLevel() > 0
+
+
+def _shutdown_all(why: str, deliver: bool, *_: object) -> None:
+    """Shut every live manager down with its own timeout (exit or application death)."""
+    with _final_lock:
+        cores = list(_live_cores)
+    for core in cores:
+        if core.closed:
+            continue
+        try:
+            core.shutdown(None, True, deliver=deliver, automatic=True)
+        except BaseException as exc:  # one manager's failure must not spare the others
+            logger.error("shutdown at %s failed", why, exc_info=exc)
 
 
 # The process-wide default manager.  Held weakly when it adopted itself (the application

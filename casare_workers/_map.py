@@ -22,6 +22,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from PySide6.QtCore import QObject
+
 from ._engine import DeliveryEngine, report_callback_exception
 from ._state import TaskState
 from ._task import TaskHandle
@@ -126,6 +128,21 @@ class MapHandle(TaskHandle[list[R]]):
 
         return iterate_map(self)
 
+    def _release_inputs(self) -> None:
+        """Drop the items when the map ends (a runner's thread) unless a QObject is one.
+
+        Same rule as a task's arguments: the last reference to a QObject is dropped on
+        the GUI thread, at delivery; anything else goes as soon as it is not needed.
+        """
+        items = self._items
+        if items is not None and not any(isinstance(item, QObject) for item in items):
+            self._items = None
+        super()._release_inputs()
+
+    def _release_on_gui_thread(self) -> None:
+        self._items = None
+        super()._release_on_gui_thread()
+
     def _launch(self, pool: ThreadPool) -> None:
         """Queue the runners (the task is already registered with ``pool``)."""
         if self._n == 0:
@@ -153,35 +170,16 @@ class MapHandle(TaskHandle[list[R]]):
 
     def _run_chunks(self) -> None:
         lock = self._lock
-        first = False
-        with lock:
-            state = self._state
-            if state is _QUEUED:
-                self._state = _RUNNING
-                pool = self._pool
-                if pool is not None:
-                    pool.count_started()
-                first = True
-                post_started = self._signals is not None or (
-                    self._manager is not None and self._manager._wants_started
-                )
-                self._started_posted = post_started
-            elif state is not _RUNNING:
-                return
-        if first:
-            self._started_at = time.perf_counter()
-            self._ran = True
-            if post_started:
-                self._engine.post(self._deliver_started)
-            if self._timeout is not None and self._manager is not None:
-                self._manager._watchdog.watch(self, self._timeout)
+        # The first runner starts the task; the others join it while it runs.
+        if not self._begin() and self._state is not _RUNNING:
+            return
         fn = self._fn
         items = self._items
+        if fn is None or items is None:  # a late runner: the map ended meanwhile
+            return
         results = self._results
         n = self._n
         clock = time.perf_counter
-        assert fn is not None
-        assert items is not None
         while True:
             with lock:
                 if self._state is not _RUNNING:
@@ -199,6 +197,7 @@ class MapHandle(TaskHandle[list[R]]):
                     results[index] = fn(items[index])
             except BaseException as exc:
                 exc.add_note(f"raised by item {index} of map({self.name})")
+                self._release_inputs()
                 self._settle(_FAILED, None, exc)
                 return
             spent = clock() - began
@@ -219,6 +218,6 @@ class MapHandle(TaskHandle[list[R]]):
                 except BaseException as exc:  # a faulty hook must not strand the map
                     report_callback_exception(f"a chunk hook of map({self.name})", exc)
             if done == n:
-                self._items = None
+                self._release_inputs()
                 self._settle(_SUCCEEDED, results, None)
                 return

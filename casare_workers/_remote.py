@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import pickle
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -159,27 +158,7 @@ def start_task(task: TaskHandle[Any], pool: Pool) -> bool:
     A task that was cancelled meanwhile is left alone; one whose owner died is cancelled.
     Runs on the pool's dispatching thread, without the pool's lock held.
     """
-    owner = task._owner
-    if owner is not None and not owner.alive:
-        task.cancel(reason="owner destroyed")  # never start work for a dead widget
-        return False
-    with pool.lock:
-        if task._state is not _QUEUED:
-            return False
-        task._state = _RUNNING
-        pool.count_started()
-        manager = task._manager
-        post_started = task._signals is not None or (
-            manager is not None and manager._wants_started
-        )
-        task._started_posted = post_started
-    task._started_at = time.perf_counter()
-    task._ran = True
-    if post_started:
-        task._engine.post(task._deliver_started)
-    if task._timeout is not None and manager is not None:
-        manager._watchdog.watch(task, task._timeout)
-    return True
+    return task._begin()
 
 
 def apply_progress(

@@ -20,11 +20,14 @@ Python cannot interrupt a thread, so until the function returns its thread stays
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import itertools
+import logging
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
@@ -45,6 +48,10 @@ if TYPE_CHECKING:
     from ._pool import Pool
 
 __all__ = ("TaskContext", "TaskError", "TaskHandle", "TaskState")
+
+logger = logging.getLogger("casare_workers")
+#: Where failures that nothing retrieved are reported (a child of the library's logger).
+unretrieved_logger = logging.getLogger("casare_workers.unretrieved")
 
 T = TypeVar("T")
 
@@ -214,7 +221,7 @@ class TaskHandle(Generic[T]):
         "_cancel_requested",
         "_context",
         "_ctx_mode",
-        "_delivered",
+        "_delivery",
         "_done_callbacks",
         "_done_event",
         "_emitted_progress",
@@ -225,6 +232,7 @@ class TaskHandle(Generic[T]):
         "_finished",
         "_fn",
         "_future",
+        "_hooks",
         "_key",
         "_kwargs",
         "_lock",
@@ -242,7 +250,9 @@ class TaskHandle(Generic[T]):
         "_state",
         "_status",
         "_timeout",
+        "_unretrieved",
         "_value",
+        "_waited",
         "cancel_reason",
         "id",
         "name",
@@ -295,7 +305,14 @@ class TaskHandle(Generic[T]):
         self._ran = False
         self._started_posted = False
         self._started_emitted = False
-        self._delivered = False
+        # 0: not delivered; 1: delivering (the outcome's signals are being emitted, and
+        # a slot may be running a nested event loop); 2: delivered.
+        self._delivery = 0
+        # Run on the GUI thread once delivery is complete (awaiters on the Qt loop).
+        self._hooks: list[Callable[[], object]] | None = None
+        # Set when the task failed and nothing took note of the failure (see _deliver).
+        self._unretrieved: _Unretrieved | None = None
+        self._waited = False  # a done callback (an awaiter, a Future) takes the outcome
         self._started_at = 0.0
         self._ended_at = 0.0
 
@@ -348,6 +365,7 @@ class TaskHandle(Generic[T]):
     def error(self) -> TaskError | None:
         """The :class:`TaskError` of a failed task, else None."""
         if self._state is _FAILED and self._exc is not None:
+            self._retrieved()
             return TaskError.from_exception(self._exc, self.id, self.name)
         return None
 
@@ -358,6 +376,14 @@ class TaskHandle(Generic[T]):
     def running(self) -> bool:
         """True while a worker is running the function."""
         return self._state is _RUNNING
+
+    def delivered(self) -> bool:
+        """True once the outcome reached the GUI thread: signals emitted, continuations run.
+
+        ``done()`` turns True on the thread that ends the task; ``delivered()`` when the
+        GUI thread has caught up with it (what tests usually wait for).
+        """
+        return self._delivery == 2
 
     def cancelled(self) -> bool:
         """True if the task ended cancelled."""
@@ -405,7 +431,6 @@ class TaskHandle(Generic[T]):
         Returns:
             True if this call cancelled the task, False if it had already ended.
         """
-        self._request_cancel()
         return self._settle(_CANCELLED, None, None, reason)
 
     def _request_cancel(self) -> None:
@@ -462,6 +487,7 @@ class TaskHandle(Generic[T]):
             raise TaskCancelledError(f"task {self.name!r} was {self.cancel_reason or 'cancelled'}")
         exc = self._exc
         assert exc is not None
+        self._retrieved()
         raise exc
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
@@ -474,7 +500,13 @@ class TaskHandle(Generic[T]):
             raise TimeoutError(f"task {self.name!r} did not finish within {timeout} s")
         if self._state is _CANCELLED:
             raise TaskCancelledError(f"task {self.name!r} was {self.cancel_reason or 'cancelled'}")
+        self._retrieved()
         return self._exc
+
+    def _retrieved(self) -> None:
+        note = self._unretrieved
+        if note is not None:
+            note.retrieved = True
 
     @property
     def future(self) -> Future[T]:
@@ -503,6 +535,7 @@ class TaskHandle(Generic[T]):
         """
         if not callable(fn):
             _reject_callbacks(fn=fn)
+        self._waited = True
         with self._lock:
             if not self._finished:
                 if self._done_callbacks is None:
@@ -545,12 +578,15 @@ class TaskHandle(Generic[T]):
 
         Returns:
             This handle, so calls can be chained.
+
+        Raises:
+            TypeError: A callback is not callable, or ``context`` is not a QObject.
+            ValueError: ``context`` lives in a thread that runs no Qt event loop (a pool
+                thread, a plain ``threading.Thread``, a finished ``QThread``): the
+                callback could never run there.
         """
-        if context is not None and not isinstance(context, QObject):
-            raise TypeError(
-                f"then(context=...) must be a QObject whose thread runs the callback, "
-                f"got {type(context).__name__}"
-            )
+        if context is not None:
+            _check_context(context, self._engine)
         # Checked here: a non-callable would otherwise only surface as a logged
         # "'int' object is not callable" when the task ends, far from the mistake.
         if (
@@ -561,13 +597,26 @@ class TaskHandle(Generic[T]):
             _reject_callbacks(on_result=on_result, on_error=on_error, on_cancelled=on_cancelled)
         cont: _Continuation = (on_result, on_error, on_cancelled, context, context is not None)
         with self._lock:
-            if not self._delivered:
+            if not self._delivery:
                 if self._callbacks is None:
                     self._callbacks = []
                 self._callbacks.append(cont)
                 return self
         self._engine.post(lambda: self._run_continuation(cont))
         return self
+
+    def _when_delivered(self, hook: Callable[[], object]) -> None:
+        """Run ``hook()`` once the outcome has been delivered.  GUI thread only.
+
+        Runs now if delivery is complete; otherwise at its end, after ``finished`` and
+        the continuations, even when a slot is still inside a nested event loop.
+        """
+        if self._delivery == 2:
+            hook()
+        elif self._hooks is None:
+            self._hooks = [hook]
+        else:
+            self._hooks.append(hook)
 
     # -- worker side --------------------------------------------------------------------
 
@@ -576,16 +625,21 @@ class TaskHandle(Generic[T]):
         """The task a pool item belongs to (a task is its own item)."""
         return self
 
-    def _pool_run(self) -> None:
-        """Run the task on the current (worker) thread.  Called by the pool."""
+    def _begin(self) -> bool:
+        """Move a queued (or pending) task to RUNNING; False if it must not run.
+
+        Called by whichever thread is about to run (or ship) the work, without the
+        pool's lock.  A task cancelled meanwhile is left alone; one whose owner died is
+        cancelled.  Posts ``started`` when anyone listens and arms the timeout.
+        """
         owner = self._owner
         if owner is not None and not owner.alive:
             self.cancel(reason="owner destroyed")  # never start work for a dead widget
-            return
+            return False
         with self._lock:
             state = self._state
             if state is not _QUEUED and state is not _PENDING:
-                return
+                return False
             self._state = _RUNNING
             pool = self._pool
             if pool is not None:
@@ -601,17 +655,40 @@ class TaskHandle(Generic[T]):
             self._engine.post(self._deliver_started)
         if self._timeout is not None and manager is not None:
             manager._watchdog.watch(self, self._timeout)
+        return True
+
+    def _pool_run(self) -> None:
+        """Run the task on the current (worker) thread.  Called by the pool."""
+        if not self._begin():
+            return
         try:
             value = self._invoke()
         except TaskCancelledError as exc:
+            self._release_inputs()
+            owner = self._owner
             if self._cancel_requested or (owner is not None and not owner.alive):
                 self._settle(_CANCELLED, None, None)
             else:
                 self._settle(_FAILED, None, exc)
         except BaseException as exc:
+            self._release_inputs()
             self._settle(_FAILED, None, exc)
         else:
+            self._release_inputs()
             self._settle(_SUCCEEDED, value, None)
+
+    def _release_inputs(self) -> None:
+        """Drop the function and its arguments now that the call ended (worker thread).
+
+        As an executor does, so that nothing the call needed outlives it.  If a QObject
+        is among them (the function's ``self`` included) they are kept until the
+        delivery on the GUI thread instead: the last reference to a QObject must never
+        be dropped on a worker thread.
+        """
+        fn, args, kwargs = self._fn, self._args, self._kwargs
+        if _holds_qobject(fn, args, kwargs):
+            return
+        self._fn = self._args = self._kwargs = None
 
     def _invoke(self) -> T:
         fn, args, kwargs = self._fn, self._args, self._kwargs
@@ -631,7 +708,6 @@ class TaskHandle(Generic[T]):
         """Called by the watchdog when the timeout passes (watchdog thread)."""
         if self._state is not _RUNNING:
             return
-        self._request_cancel()
         # A pool that can stop the work (a process pool) says what happens instead.
         fate = getattr(self._pool, "timeout_fate", None) or (
             "its thread keeps running until the function returns (Python threads cannot "
@@ -643,6 +719,7 @@ class TaskHandle(Generic[T]):
             TaskTimeoutError(
                 f"task {self.name!r} ran longer than its timeout of {self._timeout} s; {fate}"
             ),
+            stop=True,
         )
 
     def _settle(
@@ -651,8 +728,17 @@ class TaskHandle(Generic[T]):
         value: Any,
         exc: BaseException | None,
         reason: str = "cancelled",
+        *,
+        stop: bool = False,
     ) -> bool:
-        """Make the one terminal transition; False if the task had already ended."""
+        """Make the one terminal transition; False if the task had already ended.
+
+        Whoever decides the outcome calls this: the worker (result, error), a
+        canceller, the watchdog (``stop=True``: a timeout also asks the work to stop).
+        The outcome is recorded *before* the work is asked to stop, so a function that
+        returns early because it saw ``ctx.cancelled`` can never deliver that stale
+        value: its own ``_settle`` comes second and changes nothing.
+        """
         owner = self._owner
         if owner is not None and not owner.alive and state is not _CANCELLED:
             # The owner died first: whatever the function produced goes nowhere.
@@ -675,18 +761,25 @@ class TaskHandle(Generic[T]):
             done_callbacks = self._done_callbacks
             self._done_callbacks = None
         self._ended_at = time.perf_counter()
-        if state is _CANCELLED:
-            self._request_cancel()
-            if pool is not None and previous is not _PENDING:
-                pool.on_cancel(self, previous is _RUNNING)
-        if done_event is not None:
-            done_event.set()
-        if future is not None:
-            _mirror_into(future, self)
-        if done_callbacks:
-            for fn in done_callbacks:
-                _call_done_callback(fn, self)
-        self._engine.post_item(self)
+        try:
+            if state is _CANCELLED or stop:
+                self._request_cancel()
+                if pool is not None and previous is not _PENDING:
+                    pool.on_cancel(self, previous is _RUNNING)
+            if done_event is not None:
+                done_event.set()
+            if future is not None:
+                try:
+                    _mirror_into(future, self)
+                except BaseException as exc:  # Future runs its callbacks, catching Exception
+                    report_callback_exception(f"a done callback of task {self.name!r}", exc)
+            if done_callbacks:
+                for fn in done_callbacks:
+                    _call_done_callback(fn, self)
+        finally:
+            # Whatever a callback raised (even KeyboardInterrupt), the outcome is
+            # delivered: every task ends with exactly one of result/error/cancelled.
+            self._engine.post_item(self)
         return True
 
     # -- GUI side (run by the delivery engine) --------------------------------------------
@@ -696,21 +789,24 @@ class TaskHandle(Generic[T]):
         return owner is None or owner.alive
 
     def _deliver_started(self) -> None:
-        if self._delivered or self._started_emitted:
+        if self._delivery or self._started_emitted:
             return
         self._started_emitted = True
         if not self._owner_alive():
             return
         sig = self._signals
         if sig is not None:
-            sig.started.emit()
+            sig.started._fire(())
         manager = self._manager
         if manager is not None and manager._wants_started:
             manager._task_started(self)
 
     def _flush_progress(self) -> None:
-        if self._delivered:
+        if self._delivery:
             return
+        self._emit_progress()
+
+    def _emit_progress(self) -> None:
         self._progress_dirty = False
         sig = self._signals
         if sig is None or not self._owner_alive():
@@ -720,48 +816,63 @@ class TaskHandle(Generic[T]):
         progress = self._progress
         if progress is not None and progress != self._emitted_progress:
             self._emitted_progress = progress
-            sig.progress.emit(*progress)
+            sig.progress._fire(progress)
         status = self._status
         if status is not None and status != self._emitted_status:
             self._emitted_status = status
-            sig.status.emit(status)
+            sig.status._fire((status,))
 
     def _deliver(self) -> None:
-        """Emit the outcome and run the continuations.  GUI thread, exactly once."""
-        if self._delivered:
-            return
+        """Emit the outcome and run the continuations.  GUI thread, exactly once.
+
+        Marked as delivering *before* anything is emitted: a slot that runs a nested
+        event loop (a modal dialog) lets the engine drain again, and neither that drain
+        nor an awaiter may deliver this task a second time or emit progress after its
+        outcome.
+        """
+        with self._lock:
+            if self._delivery:
+                return
+            self._delivery = 1
+            callbacks = self._callbacks
+            self._callbacks = None
         owner = self._owner
         alive = owner is None or owner.alive
         manager = self._manager
-        if alive:
-            sig = self._signals
-            if (
-                self._ran
-                and not self._started_emitted
-                and (sig is not None or (manager is not None and manager._wants_started))
-            ):
-                self._deliver_started()
-            if self._progress_dirty:
-                self._flush_progress()
+        sig = self._signals
+        if self._state is _FAILED and not self._observed(sig, callbacks):
+            self._note_unretrieved()
+        try:
+            if alive:
+                if (
+                    self._ran
+                    and not self._started_emitted
+                    and (sig is not None or (manager is not None and manager._wants_started))
+                ):
+                    self._started_emitted = True
+                    if sig is not None:
+                        sig.started._fire(())
+                    if manager is not None and manager._wants_started:
+                        manager._task_started(self)
+                if self._progress_dirty:
+                    self._emit_progress()
+                if sig is not None:
+                    state = self._state
+                    if state is _SUCCEEDED:
+                        sig.result._fire((self._value,))
+                    elif state is _FAILED:
+                        assert self._exc is not None
+                        sig.error._fire((TaskError.from_exception(self._exc, self.id, self.name),))
+                    else:
+                        sig.cancelled._fire(())
+                    sig.finished._fire(())
+        finally:
+            # Nothing is emitted after finished: the ports drop their callables, and the
+            # handle its QObject, here on the GUI thread (a slot closing over the handle
+            # would otherwise keep both alive).
             if sig is not None:
-                state = self._state
-                if state is _SUCCEEDED:
-                    sig.result.emit(self._value)
-                elif state is _FAILED:
-                    assert self._exc is not None
-                    sig.error.emit(TaskError.from_exception(self._exc, self.id, self.name))
-                else:
-                    sig.cancelled.emit()
-                sig.finished.emit()
-        # Nothing is emitted after finished.  Dropping our reference lets the QObject
-        # (and its connections) go now, here on the GUI thread; otherwise a slot closing
-        # over the handle (handle -> signals -> C++ connection -> closure -> handle) is a
-        # cycle Python's GC cannot see, and every such task would leak.
-        self._signals = None
-        with self._lock:
-            self._delivered = True
-            callbacks = self._callbacks
-            self._callbacks = None
+                sig._drop_connections()
+            self._signals = None
         if callbacks is not None:
             for cont in callbacks:
                 if cont[4] or self._state is not _SUCCEEDED or not alive:
@@ -773,11 +884,44 @@ class TaskHandle(Generic[T]):
                         on_result(self._value)
                     except BaseException as exc:
                         report_callback_exception(f"a continuation of task {self.name!r}", exc)
-        # Drop the references to the function and its arguments here, on the GUI
-        # thread, so that QObjects among them are never destroyed on a worker thread.
-        self._fn = self._args = self._kwargs = None
+        # Whatever the worker kept (a QObject among the arguments) is dropped here, on
+        # the GUI thread.
+        self._release_on_gui_thread()
+        self._delivery = 2
+        hooks = self._hooks
+        if hooks is not None:
+            self._hooks = None
+            for hook in hooks:
+                try:
+                    hook()
+                except BaseException as exc:
+                    report_callback_exception(f"an awaiter of task {self.name!r}", exc)
         if manager is not None:
             manager._task_delivered(self)
+
+    def _release_on_gui_thread(self) -> None:
+        self._fn = self._args = self._kwargs = None
+
+    def _observed(self, sig: WorkerSignals | None, callbacks: list[_Continuation] | None) -> bool:
+        """True if something takes note of this task's failure at delivery."""
+        if sig is not None and sig.error._connected():
+            return True
+        if callbacks is not None and any(cont[1] is not None for cont in callbacks):
+            return True
+        # A Future, an awaiter or a done callback receives the exception itself.
+        return self._future is not None or self._hooks is not None or self._waited
+
+    def _note_unretrieved(self) -> None:
+        """Log the failure when this handle is freed, unless it is retrieved by then.
+
+        As asyncio does for a future whose exception nobody retrieved: a fire-and-forget
+        task that fails must not vanish without a word, but a failure read later
+        (``handle.result()``, ``handle.error``) is not reported.
+        """
+        exc = self._exc
+        assert exc is not None
+        note = self._unretrieved = _Unretrieved(self.name, exc)
+        weakref.finalize(self, note.report).atexit = False
 
     def _run_continuation(self, cont: _Continuation) -> None:
         on_result, on_error, on_cancelled, context, has_context = cont
@@ -804,7 +948,21 @@ class TaskHandle(Generic[T]):
         if call is None:
             return
         if context is not None and context.thread() is not QThread.currentThread():
-            QTimer.singleShot(0, context, _guarded(call, self.name))
+            thread = context.thread()
+            once = _ContextCall(call, self.name, thread)
+            if not thread.isFinished():
+                # Closures, not the object or its bound method: PySide mishandles a bound
+                # method of a slotted object given to singleShot (its self arrives wrong).
+                QTimer.singleShot(0, context, lambda: once.run())
+                if _runs_events(thread):
+                    return
+                # No event loop there now: a QThread still starting, or a thread that
+                # never runs one.  A second path makes sure the callback is not dropped.
+                QTimer.singleShot(
+                    CONTEXT_GRACE_MS, self._engine.receiver(), lambda: once.fallback()
+                )
+                return
+            once.fallback()
             return
         try:
             call()
@@ -814,6 +972,77 @@ class TaskHandle(Generic[T]):
     def __repr__(self) -> str:
         pool = f" pool={self.pool!r}" if self._pool is not None else ""
         return f"<TaskHandle #{self.id} {self.name!r} {self._state.value}{pool}>"
+
+
+class _Unretrieved:
+    """The failure of a task that nothing took note of (see ``_note_unretrieved``).
+
+    Holds the traceback as text, not the exception: the exception's traceback reaches
+    the task's frames and so the handle, which would keep the handle alive for ever
+    through its own finalizer.
+    """
+
+    __slots__ = ("name", "retrieved", "text")
+
+    def __init__(self, name: str, exc: BaseException) -> None:
+        self.name = name
+        self.text = "".join(traceback.format_exception(exc)).rstrip()
+        self.retrieved = False
+
+    def report(self) -> None:
+        if not self.retrieved:
+            unretrieved_logger.error(
+                "task %r failed and nothing retrieved its exception (no error slot, "
+                "no then(on_error=...), no result() or await):\n%s",
+                self.name,
+                self.text,
+            )
+
+
+#: Milliseconds a continuation waits for its context's thread to run an event loop.
+CONTEXT_GRACE_MS = 1000
+
+
+class _ContextCall:
+    """A continuation posted to its context's thread, run exactly once.
+
+    If that thread never runs an event loop (it ended, or it is a thread Qt adopted),
+    :meth:`fallback` runs it on the GUI thread with a warning instead of dropping it.
+    """
+
+    __slots__ = ("call", "lock", "name", "ran", "thread")
+
+    def __init__(self, call: Callable[[], object], name: str, thread: QThread) -> None:
+        self.call = call
+        self.name = name
+        self.thread = thread
+        self.lock = threading.Lock()
+        self.ran = False
+
+    def _claim(self) -> bool:
+        with self.lock:
+            if self.ran:
+                return False
+            self.ran = True
+            return True
+
+    def run(self) -> None:
+        """Runs on the context's thread."""
+        if self._claim():
+            _guarded(self.call, self.name)()
+
+    def fallback(self) -> None:
+        """Runs on the GUI thread once the grace period is over."""
+        with contextlib.suppress(RuntimeError):  # the thread object is gone: it ended
+            if not self.thread.isFinished() and _runs_events(self.thread):
+                return  # its loop runs now: the posted call will be run there
+        if self._claim():
+            logger.warning(
+                "task %r: the thread of then()'s context runs no event loop; running its "
+                "continuation on the GUI thread instead",
+                self.name,
+            )
+            _guarded(self.call, self.name)()
 
 
 def _guarded(call: Callable[[], object], name: str) -> Callable[[], None]:
@@ -826,8 +1055,69 @@ def _guarded(call: Callable[[], object], name: str) -> Callable[[], None]:
     return run
 
 
+def _runs_events(thread: QThread) -> bool:
+    """False for a thread that cannot run a Qt event loop now or later.
+
+    A finished ``QThread``, or a running thread with no event dispatcher: a thread Qt
+    adopted (a pool thread, a plain ``threading.Thread``), which never runs one.  A
+    ``QThread`` not started yet counts as able (its loop starts with it).
+    """
+    if thread.isFinished():
+        return False
+    if not thread.isRunning():
+        return True
+    try:
+        return thread.eventDispatcher() is not None
+    except RuntimeError:  # a stale wrapper of a dispatcher: there is one
+        return True
+
+
+def _check_context(context: object, engine: DeliveryEngine) -> None:
+    """Validate ``then(context=...)``: a QObject whose thread can run the callback.
+
+    Refused when that is certain now: the context's thread has finished, or it is the
+    calling thread and runs no event loop (then() called on a pool thread with an object
+    made there).  A thread that merely has no loop *yet* (a ``QThread`` starting) is
+    accepted; the delivery checks again and runs the callback on the GUI thread, with a
+    warning, rather than drop it.
+    """
+    if not isinstance(context, QObject):
+        raise TypeError(
+            f"then(context=...) must be a QObject whose thread runs the callback, "
+            f"got {type(context).__name__}"
+        )
+    thread = context.thread()
+    if thread is engine.thread():
+        return
+    if thread.isFinished() or (thread is QThread.currentThread() and not _runs_events(thread)):
+        raise ValueError(
+            f"then(context={context!r}): that object lives in a thread that runs no Qt "
+            "event loop (a pool thread, a plain threading.Thread or a finished QThread), "
+            "so the callback could never run there; pass a context that lives on the GUI "
+            "thread or in a QThread running its event loop, or omit context"
+        )
+
+
+def _holds_qobject(
+    fn: object, args: tuple[Any, ...] | None, kwargs: dict[str, Any] | None
+) -> bool:
+    """True if a QObject is the function's ``self`` or a top-level argument."""
+    if isinstance(getattr(fn, "__self__", None), QObject):
+        return True
+    if args:
+        for arg in args:
+            if isinstance(arg, QObject):
+                return True
+    if kwargs:
+        for arg in kwargs.values():
+            if isinstance(arg, QObject):
+                return True
+    return False
+
+
 class _Stoppable(Protocol):
     def cancel(self) -> bool: ...
+    def running(self) -> bool: ...
 
 
 class _Outcome(Protocol):
@@ -863,22 +1153,33 @@ class _ViewFuture(Future[T]):
     """A ``Future`` view of a task or a long job; ``cancel()`` asks the source to stop.
 
     It stays pending until the source has really ended (running work cannot be undone
-    at once), then mirrors the outcome: result, exception or cancelled.
+    at once), then mirrors the outcome: result, exception or cancelled.  ``running()``
+    reports the source's own state.  Unlike a ``concurrent.futures`` future, cancelling
+    a running one succeeds: the source ends cancelled at once (see ``TaskHandle.cancel``).
     """
 
     def __init__(self, source: _Stoppable) -> None:
         super().__init__()
-        self._source = source
+        # Dropped once mirrored: the source holds this view, and a cycle between them
+        # would keep the result alive until a garbage collection.
+        self._source: _Stoppable | None = source
 
     def cancel(self) -> bool:
-        if self.done():
+        source = self._source
+        if self.done() or source is None:
             return super().cancel()
-        self._source.cancel()
+        source.cancel()
         return self.cancelled()
+
+    def running(self) -> bool:
+        source = self._source
+        return source is not None and not self.done() and source.running()
 
 
 def _mirror_into(fut: Future[Any], source: _Outcome) -> None:
     """Give ``fut`` the ended ``source``'s outcome (idempotent)."""
+    if isinstance(fut, _ViewFuture):
+        fut._source = None
     state = source._state
     try:
         if state is _SUCCEEDED:

@@ -126,20 +126,21 @@ def test_await_handle_returns_result_after_its_signals(
     assert events == ["result", "finished", "resumed"]
 
 
-def test_gui_waiter_delivers_the_handle_before_waking_the_awaiter(
+def test_await_of_a_settled_undelivered_handle_resumes_after_its_delivery(
     manager: WorkerManager, qasync_loop: AsyncRunner
 ) -> None:
-    # Normally the handle's own delivery item drains right after the waiter's; when the
-    # drain's time budget ends between the two, the waiter must deliver it itself.
     handle = manager.submit(abs, -3)
     assert handle.wait(5)  # settled on the worker; nothing delivered yet (no events ran)
     events: list[str] = []
     handle.signals.finished.connect(lambda: events.append("finished"))
-    future: asyncio.Future[None] = qasync_loop.loop.create_future()
-    bridge._GuiWaiter(future, manager.engine, handle)._deliver()
-    assert events == ["finished"]
-    assert future.done()
-    manager.engine.flush()  # the engine's own (now redundant) delivery item
+
+    async def main() -> int:
+        value: int = await handle
+        events.append("resumed")
+        return value
+
+    assert qasync_loop.run(main()) == 3
+    assert events == ["finished", "resumed"]
 
 
 def test_await_handle_reraises_the_original_exception_with_traceback(
@@ -1313,10 +1314,12 @@ def test_task_group_first_error_cancels_the_other_workers(
 ) -> None:
     started = make_gate()
     saw_cancel: list[bool] = []
+    returned = make_gate()
 
     def slow(ctx: TaskContext) -> None:
         started.open()
         saw_cancel.append(ctx.wait(10))
+        returned.open()  # a cancelled task is delivered before its function returns
 
     def broken() -> None:
         started.wait()
@@ -1332,6 +1335,7 @@ def test_task_group_first_error_cancels_the_other_workers(
         qasync_loop.run(main())
     assert info.group_contains(ConnectionError, match="provider down")
     assert manager.wait_for_done(5)
+    returned.wait()
     assert saw_cancel == [True]
 
 
@@ -1343,12 +1347,14 @@ def test_task_group_is_cancelled_when_its_owner_is_destroyed(
 ) -> None:
     owner = keep(QWidget())
     started = make_gate()
+    returned = make_gate()
     saw_cancel: list[bool] = []
     after_block: list[str] = []
 
     def slow(ctx: TaskContext) -> None:
         started.open()
         saw_cancel.append(ctx.wait(10))
+        returned.open()  # a cancelled task is delivered before its function returns
 
     async def body() -> None:
         async with TaskGroup(manager, owner=owner) as group:
@@ -1365,6 +1371,7 @@ def test_task_group_is_cancelled_when_its_owner_is_destroyed(
 
     qasync_loop.run(main())
     assert manager.wait_for_done(5)
+    returned.wait()
     assert saw_cancel == [True]
     assert after_block == []
 

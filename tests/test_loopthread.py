@@ -207,7 +207,7 @@ def test_loopthread_initializer_and_finalizer_errors_are_logged_once(
         working = make_thread(finalizer=fini)
         assert working.call(int, "4") == 4  # the other thread was never affected
         assert working.close(10)
-    logged = [r.exc_info[1] for r in caplog.records if r.exc_info]
+    logged = [r.exc_info[1] for r in caplog.records if r.exc_info and r.name == "casare_workers"]
     assert [str(e) for e in logged] == ["CoInitialize failed", "CoUninitialize failed"]
 
 

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -593,11 +598,49 @@ def test_shutdown_without_cancel_pending_lets_work_finish(qapp: Any) -> None:
     assert [h.result(0) for h in handles] == list(range(50))
 
 
-def test_about_to_quit_shuts_the_manager_down(qapp: Any) -> None:
-    manager = WorkerManager()
-    qapp.aboutToQuit.emit()
-    with pytest.raises(ManagerShutdownError):
-        manager.submit(int)
+def test_about_to_quit_leaves_the_manager_usable(qapp: Any) -> None:
+    # aboutToQuit comes each time the event loop returns (every qasync
+    # run_until_complete): the application's own handlers may still need the manager.
+    with WorkerManager() as manager:
+        qapp.aboutToQuit.emit()
+        assert wait_for_handle(manager.submit(int, "7")) == 7
+
+
+def test_the_manager_shuts_down_at_interpreter_exit_and_with_the_application() -> None:
+    script = textwrap.dedent(
+        """
+        import sys, threading
+        from PySide6.QtWidgets import QApplication
+        from casare_workers import TaskContext, WorkerManager
+        app = QApplication([])
+        manager = WorkerManager(shutdown_timeout=5.0)
+        started = threading.Event()
+        def cooperative(ctx: TaskContext) -> None:
+            started.set()
+            while not ctx.wait(30):
+                pass
+            print("task saw cancel", flush=True)
+        manager.submit(cooperative)
+        assert started.wait(10)
+        if sys.argv[1] == "destroy":
+            app.shutdown()  # the application object is destroyed now
+        print("end of script", flush=True)
+        """
+    )
+    for how in ("exit", "destroy"):
+        result = subprocess.run(
+            [sys.executable, "-c", script, how],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+        )
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert "task saw cancel" in lines, (how, result.stdout, result.stderr)
+        if how == "destroy":  # cancelled by the application's death, before the end
+            assert lines.index("task saw cancel") < lines.index("end of script")
+        assert "Traceback" not in result.stderr, result.stderr
 
 
 def test_submit_from_many_threads(manager: WorkerManager) -> None:
@@ -698,6 +741,18 @@ def test_cancel_can_be_connected_to_a_button(
     assert handle.cancel_reason == "cancelled"
     gate.open()
     assert manager.wait_for_done(5)
+
+
+def test_a_shut_down_manager_is_freed_by_reference_counting(qapp: Any, no_cyclic_gc: None) -> None:
+    # PySide6's QMetaMethod.fromSignal(obj.signal) leaks a reference to obj: the manager
+    # must not use it, or no manager would ever be freed.
+    manager = WorkerManager()
+    manager.task_started.connect(lambda _t: None)
+    assert wait_for_handle(manager.submit(int, "1")) == 1
+    manager.shutdown(5)
+    ref = weakref.ref(manager)
+    del manager
+    assert ref() is None
 
 
 def test_the_first_manager_an_application_creates_is_the_default(qapp: Any, qtbot: Any) -> None:
