@@ -56,15 +56,16 @@ def build_docs(session: nox.Session) -> None:
 
 @nox.session(python=PRIMARY)
 def docs(session: nox.Session) -> None:
-    """Build the documentation into docs/_build/html."""
+    """Build the documentation into docs/_build/html (what ``./dev docs`` runs)."""
     session.install("-e", ".[async,demo]")
+    # The docs group holds everything autodoc imports (pytest, for the plugin's page).
     session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
     build_docs(session)
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Run the demo app (extra arguments go to the app, e.g. -- --screenshot out.png)."""
+    """Run the demo app (extra arguments go to the app: ./dev demo --screenshot out.png)."""
     session.install("-e", ".[async,demo]")
     session.run("python", "-m", "demo_app", *session.posargs)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from PySide6.QtCore import QCoreApplication
 
-from casare_workers import TaskContext, Worker
+from casare_workers import TaskContext, Worker, asyncify
 
 #: Seconds a task waits for a cancellation before giving up (a hang guard).
 WAIT = 30.0
@@ -112,3 +112,11 @@ def exit_on_five(x: int) -> int:
     if x == 5:
         os._exit(5)
     return x
+
+
+@asyncify(pool="proc")
+def asyncified_square(x: int, *, ctx: TaskContext | None = None) -> tuple[int, bool]:
+    """Decorated in place, as asyncio.md shows: this module's name now holds the wrapper."""
+    if ctx is not None:
+        ctx.progress(1, 1)
+    return x * x, ctx is not None
