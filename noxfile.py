@@ -75,9 +75,20 @@ def bench(session: nox.Session) -> None:
     """casare_workers against the alternatives; writes docs/comparison.md and .png.
 
     Not part of the test command.  Extra arguments go to the script, e.g.
-    ``./dev -s bench -- --repeat 5``.
+    ``./dev -s bench -- --repeat 5``.  With ``--hotpath`` first, runs
+    ``benchmarks/bench_hotpath.py`` instead (the per-task hot path against a hand-written
+    executor bridge; a Markdown report on stdout, nothing written), e.g.
+    ``./dev -s bench -- --hotpath --baseline main``.
     """
     session.install("-e", ".[async]")
+    if session.posargs[:1] == ["--hotpath"]:
+        session.run(
+            "python",
+            "benchmarks/bench_hotpath.py",
+            *session.posargs[1:],
+            env={"QT_QPA_PLATFORM": "offscreen"},
+        )
+        return
     session.install(*nox.project.dependency_groups(PYPROJECT, "bench"))
     session.run(
         "python",
