@@ -56,15 +56,16 @@ def build_docs(session: nox.Session) -> None:
 
 @nox.session(python=PRIMARY)
 def docs(session: nox.Session) -> None:
-    """Build the documentation into docs/_build/html."""
+    """Build the documentation into docs/_build/html (what ``./dev docs`` runs)."""
     session.install("-e", ".[async,demo]")
+    # The docs group holds everything autodoc imports (pytest, for the plugin's page).
     session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
     build_docs(session)
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Run the demo app (extra arguments go to the app, e.g. -- --screenshot out.png)."""
+    """Run the demo app (extra arguments go to the app: ./dev demo --screenshot out.png)."""
     session.install("-e", ".[async,demo]")
     session.run("python", "-m", "demo_app", *session.posargs)
 
@@ -74,9 +75,20 @@ def bench(session: nox.Session) -> None:
     """casare_workers against the alternatives; writes docs/comparison.md and .png.
 
     Not part of the test command.  Extra arguments go to the script, e.g.
-    ``./dev -s bench -- --repeat 5``.
+    ``./dev -s bench -- --repeat 5``.  With ``--hotpath`` first, runs
+    ``benchmarks/bench_hotpath.py`` instead (the per-task hot path against a hand-written
+    executor bridge; a Markdown report on stdout, nothing written), e.g.
+    ``./dev -s bench -- --hotpath --baseline main``.
     """
     session.install("-e", ".[async]")
+    if session.posargs[:1] == ["--hotpath"]:
+        session.run(
+            "python",
+            "benchmarks/bench_hotpath.py",
+            *session.posargs[1:],
+            env={"QT_QPA_PLATFORM": "offscreen"},
+        )
+        return
     session.install(*nox.project.dependency_groups(PYPROJECT, "bench"))
     session.run(
         "python",

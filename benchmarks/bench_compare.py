@@ -78,7 +78,7 @@ os.environ.setdefault("QT_API", "pyside6")
 # and the awaited calls from the asyncio one.  (Both live beside this file.)
 import bench_asyncio
 import bench_core
-from _common import GapMeter
+from _common import GapMeter, load_average
 from PySide6.QtCore import QThreadPool, QTimer, Slot
 from PySide6.QtWidgets import QApplication
 
@@ -879,13 +879,6 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             found[dist] = "not installed"
     return found
-
-
-def load_average() -> str:
-    try:
-        return "/".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:  # not available on this platform
-        return "unknown"
 
 
 def machine_line(meta: dict[str, Any]) -> str:

@@ -119,8 +119,9 @@ class Bridge(QObject):
 class Contender:
     name = "?"
 
-    def __init__(self, receiver: Receiver) -> None:
+    def __init__(self, receiver: Receiver, threads: int = THREADS) -> None:
         self.receiver = receiver
+        self.threads = threads
 
     def submit(self, fn: Callable[[int], int], arg: int) -> None:
         raise NotImplementedError
@@ -139,10 +140,10 @@ class Contender:
 class Tutorial(Contender):
     name = "a"
 
-    def __init__(self, receiver: Receiver) -> None:
-        super().__init__(receiver)
+    def __init__(self, receiver: Receiver, threads: int = THREADS) -> None:
+        super().__init__(receiver, threads)
         self.pool = QThreadPool()
-        self.pool.setMaxThreadCount(THREADS)
+        self.pool.setMaxThreadCount(threads)
 
     def submit(self, fn: Callable[[int], int], arg: int) -> None:
         worker = TutorialWorker(fn, arg)
@@ -167,9 +168,9 @@ class Tutorial(Contender):
 class Executor(Contender):
     name = "b"
 
-    def __init__(self, receiver: Receiver) -> None:
-        super().__init__(receiver)
-        self.executor = concurrent.futures.ThreadPoolExecutor(THREADS)
+    def __init__(self, receiver: Receiver, threads: int = THREADS) -> None:
+        super().__init__(receiver, threads)
+        self.executor = concurrent.futures.ThreadPoolExecutor(threads)
         self.bridge = Bridge()
         self.bridge.result.connect(receiver.on_result)
         self.bridge.progress.connect(receiver.on_progress)
@@ -197,11 +198,11 @@ class Executor(Contender):
 class CasareSignals(Contender):
     name = "c1"
 
-    def __init__(self, receiver: Receiver) -> None:
-        super().__init__(receiver)
+    def __init__(self, receiver: Receiver, threads: int = THREADS) -> None:
+        super().__init__(receiver, threads)
         from casare_workers import WorkerManager
 
-        self.manager = WorkerManager(pools={"io": THREADS})
+        self.manager = WorkerManager(pools={"io": threads})
 
     def submit(self, fn: Callable[[int], int], arg: int) -> None:
         self.manager.submit(fn, arg).signals.result.connect(self.receiver.on_result)

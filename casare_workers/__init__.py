@@ -12,9 +12,11 @@ Layers, bottom up (one private module each):
 * ``_daskpool``   a pool on a Dask cluster (optional: ``casare_workers[dask]``)
 * ``_map``        chunked ``map`` over a pool
 * ``_worker``     Worker (a QRunnable) + WorkerSignals, the pattern PySide users know
+* ``_progress``   to_percent: (current, total) progress for one-argument slots
 * ``_longjob``    LongJob: a QThread for long work that never aborts the process
 * ``_loopthread`` LoopThread: one persistent thread with an asyncio loop and an initializer
 * ``_subprocess`` SubprocessJob / run_process: commands streamed line by line, tree kill
+* ``_closing``    the window-close half of ``owner=`` (destruction is ``_owners``)
 * ``_manager``    WorkerManager: named pools, options (owner, key, timeout), statistics,
                   shutdown
 * ``_gc``         cyclic garbage collection on the GUI thread only (opt-in)
@@ -76,6 +78,7 @@ from ._manager import (  # noqa: E402
 )
 from ._map import MapHandle  # noqa: E402
 from ._model import TaskTableModel  # noqa: E402
+from ._progress import to_percent  # noqa: E402
 from ._signals import SignalPort, WorkerSignals  # noqa: E402
 from ._state import TaskState  # noqa: E402
 from ._subprocess import ProcessResult, SubprocessJob, run_process  # noqa: E402
@@ -141,6 +144,7 @@ __all__ = (
     "run_in_loop",
     "run_process",
     "set_default_manager",
+    "to_percent",
     "wait_signal",
 )
 

@@ -51,17 +51,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
 import shiboken6
-from PySide6.QtCore import (
-    QEvent,
-    QMetaObject,
-    QObject,
-    Qt,
-    QThread,
-    QTimer,
-    SignalInstance,
-    Slot,
-)
+from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, SignalInstance, Slot
 
+from ._closing import watch_window
 from ._engine import DeliveryEngine, get_engine, report_callback_exception
 from ._errors import BlockingCallError, NoEventLoopError
 from ._introspect import PLAIN
@@ -70,7 +62,7 @@ from ._state import TaskState
 from ._task import TaskHandle, _name_of
 
 if TYPE_CHECKING:
-    from PySide6.QtWidgets import QDialog, QWidget
+    from PySide6.QtWidgets import QDialog
 
     from ._manager import TaskOptions, WorkerManager, _ManagerCore
     from ._map import MapHandle
@@ -675,9 +667,9 @@ def asyncify(
             )
         if not callable(fn):
             raise TypeError(f"asyncify() expects a function, got {type(fn).__name__}")
-        cache: list[tuple[_ManagerCore, TaskOptions]] = []
+        cache: list[tuple[_ManagerCore, TaskOptions, Callable[..., T]]] = []
 
-        def options() -> TaskOptions:
+        def target() -> tuple[TaskOptions, Callable[..., T]]:
             mgr = manager
             if mgr is None:
                 from ._manager import default_manager
@@ -685,18 +677,63 @@ def asyncify(
                 mgr = default_manager()
             core = mgr._core
             if not cache or cache[0][0] is not core:
-                cache[:] = [(core, mgr.options(pool=pool))]
-            return cache[0][1]
+                opts = mgr.options(pool=pool, name=_name_of(fn))
+                # Process pools pickle functions by name; Dask's cloudpickle copes alone.
+                by_name = core.pool(pool).kind == "process"
+                cache[:] = [(core, opts, _picklable(fn, run) if by_name else fn)]
+            return cache[0][1], cache[0][2]
 
         @functools.wraps(fn)
         async def run(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await options().submit(fn, *args, **kwargs)
+            opts, call = target()
+            return await opts.submit(call, *args, **kwargs)
 
         return run
 
     if fn is not None:
         return decorate(fn)
     return decorate
+
+
+def _picklable(fn: Callable[..., T], wrapper: Callable[..., Any]) -> Callable[..., T]:
+    """What a process pool is sent for ``fn``, the function ``wrapper`` wraps.
+
+    ``@asyncify`` on a module-level function replaces the module's attribute with the
+    wrapper, so pickle, which sends functions by name, finds the wrapper there instead
+    of ``fn`` and refuses.  The wrapper itself *is* found by that name, and it holds
+    ``fn`` as ``__wrapped__``: send a reference to the wrapper and unwrap it in the
+    worker.  A function still reachable under its own name is sent as it is.
+    """
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    found: Any = module
+    for part in getattr(fn, "__qualname__", "").split("."):
+        found = getattr(found, part, None)
+    if found is fn or found is not wrapper:
+        return fn  # by name as usual (or not at all: the pool says why, at submit)
+    return cast("Callable[..., T]", _Unwrap(wrapper))
+
+
+class _Unwrap:
+    """Calls ``wrapper.__wrapped__``; pickles as a reference to the (importable) wrapper.
+
+    It exposes the wrapped function's code object, so the pool sees the same
+    parameters (``ctx`` included) as for the function itself.
+    """
+
+    __slots__ = ("_wrapper",)
+
+    def __init__(self, wrapper: Callable[..., Any]) -> None:
+        self._wrapper = wrapper
+
+    @property
+    def __code__(self) -> Any:
+        return self._wrapper.__wrapped__.__code__  # type: ignore[attr-defined]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapper.__wrapped__(*args, **kwargs)  # type: ignore[attr-defined]
+
+    def __reduce__(self) -> tuple[type[_Unwrap], tuple[Callable[..., Any]]]:
+        return (_Unwrap, (self._wrapper,))
 
 
 # -- from any thread to the GUI loop, and sync code calling coroutines ----------------------
@@ -1041,6 +1078,10 @@ class _OwnerTasks:
         for task in list(self.tasks):
             _cancel_task(task, f"cancelled: {reason}")
 
+    def window_closed(self, reason: str) -> None:
+        """The owner's window was closed (``_closing``).  GUI thread."""
+        self.cancel_all(reason)
+
     def _destroyed(self, *_: object) -> None:
         self._alive = False
         if _owner_tasks.get(self.key) is self:
@@ -1049,47 +1090,6 @@ class _OwnerTasks:
 
 
 _owner_tasks: dict[int, _OwnerTasks] = {}
-_watchers: dict[int, _WindowWatcher] = {}
-_CLOSE = QEvent.Type.Close
-
-
-class _WindowWatcher(QObject):
-    """Cancels the tasks of a window's widgets when the window closes.  GUI thread.
-
-    "Closed" means a close event that was accepted (the window is hidden afterwards)
-    or, for a dialog, ``finished`` (``accept``/``reject``/``done`` hide it without a
-    close event).  A window merely hidden (to a tray) is not closed.
-    """
-
-    def __init__(self, window: QWidget) -> None:
-        super().__init__(window)  # a child: destroyed with the window
-        self._window = window
-        self.records: weakref.WeakSet[_OwnerTasks] = weakref.WeakSet()
-        window.installEventFilter(self)
-        from PySide6.QtWidgets import QDialog
-
-        if isinstance(window, QDialog):
-            window.finished.connect(self._dialog_finished)
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        """Watch for close events (GUI thread); never consumes an event."""
-        if event.type() == _CLOSE:
-            # The window's closeEvent() may still ignore it: look once it was handled.
-            QTimer.singleShot(0, self, self._after_close)
-        return False
-
-    @Slot()
-    def _after_close(self) -> None:
-        if not self._window.isVisible():
-            self._cancel("its window was closed")
-
-    @Slot(int)
-    def _dialog_finished(self, _result: int) -> None:
-        self._cancel("its dialog finished")
-
-    def _cancel(self, reason: str) -> None:
-        for record in list(self.records):
-            record.cancel_all(reason)
 
 
 def _tasks_of(owner: QObject) -> _OwnerTasks:
@@ -1100,25 +1100,8 @@ def _tasks_of(owner: QObject) -> _OwnerTasks:
         record = _OwnerTasks(key, owner)
         _owner_tasks[key] = record
         owner.destroyed.connect(record._destroyed, Qt.ConnectionType.DirectConnection)
-        from PySide6.QtWidgets import QWidget
-
-        if isinstance(owner, QWidget):
-            window = owner.window()
-            wkey = shiboken6.getCppPointer(window)[0]
-            watcher = _watchers.get(wkey)
-            if watcher is None or not shiboken6.isValid(watcher):  # none, or a dead window's
-                watcher = _watchers[wkey] = _WindowWatcher(window)
-                window.destroyed.connect(
-                    functools.partial(_forget_watcher, wkey, watcher),
-                    Qt.ConnectionType.DirectConnection,
-                )
-            watcher.records.add(record)
+        watch_window(owner, record)  # a widget's tasks also end when its window closes
     return record
-
-
-def _forget_watcher(key: int, watcher: _WindowWatcher, *_: object) -> None:
-    if _watchers.get(key) is watcher:
-        del _watchers[key]
 
 
 # Tasks of async slots without an owner: asyncio keeps only weak references to tasks,

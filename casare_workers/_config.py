@@ -204,11 +204,14 @@ def resolve_pool_configs(
         )
     env = os.environ if environ is None else environ
     resolved = default_pool_configs()
+    given = pools or {}
     for name, base in list(resolved.items()):
+        if name in given:
+            continue  # a size given in code wins: the variable is not even read
         size = _env_size(name, env)
         if size is not None:
             resolved[name] = replace(base, max_workers=size)
-    for name, spec in (pools or {}).items():
+    for name, spec in given.items():
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise ConfigurationError(
                 f"pool name {name!r} is invalid: use lower-case letters, digits and '_', "

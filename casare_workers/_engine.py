@@ -34,7 +34,7 @@ call of a slot, ``QMetaObject.invokeMethod``), backing off to once a second whil
 GUI thread stays busy.  ``rescues`` counts how often it had to::
 
      worker ─ post_item ─┬─► posted _WAKE ───────────────► _Receiver.event ─► _drain
-                         └─► wakes the rescuer (per batch)
+                         └─► wakes the rescuer (if asleep: once per burst)
      rescuer: queue non-empty and no drain for an interval
                          └─► invokeMethod("rescue") ─────► _Receiver.rescue ─► _drain
                                                             (+ overdue progress)
@@ -79,6 +79,8 @@ DRAIN_BUDGET = 0.005
 RESCUE_INTERVAL = 0.05
 #: The longest the rescuer waits between two asks while the GUI thread stays busy.
 RESCUE_BACKOFF_MAX = 1.0
+#: Seconds with nothing queued after which the rescuer sleeps until the next post.
+RESCUE_IDLE = 1.0
 
 _WAKE = QEvent.Type(QEvent.registerEventType())
 
@@ -166,6 +168,7 @@ class DeliveryEngine:
         self._rescuer: threading.Thread | None = None
         self._rescuer_lock = threading.Lock()
         self._work_posted = threading.Event()
+        self._rescuer_idle = True
         self._retired = False
         #: Number of drains and of items delivered (for tests and the benchmarks).
         self.drains = 0
@@ -230,9 +233,11 @@ class DeliveryEngine:
         except RuntimeError:  # the receiver is gone (application destroyed)
             logger.debug("delivery engine gone; dropping wake-up")
             return
-        if self._rescuer is None:
-            self._start_rescuer()
-        self._work_posted.set()
+        if self._rescuer_idle:  # cheap: the rescuer is woken once per burst (see _watch)
+            self._rescuer_idle = False
+            if self._rescuer is None:
+                self._start_rescuer()
+            self._work_posted.set()
 
     # -- the rescuer thread ------------------------------------------------------------
 
@@ -256,22 +261,39 @@ class DeliveryEngine:
         return bool(self._dirty) and self.progress_flushes == flushes and not self._queue
 
     def _watch(self) -> None:
-        """The rescuer: notices queued work that no drain picks up.  Its own thread."""
+        """The rescuer: notices queued work that no drain picks up.  Its own thread.
+
+        Once woken it stays awake, looking every interval, until nothing was queued for
+        :data:`RESCUE_IDLE`; only then do posters wake it again (an ``Event.set`` per
+        burst, not per batch: a third thread woken on every round trip would compete for
+        the GIL with the GUI thread and the worker).
+        """
         posted = self._work_posted
         while not self._retired and self.is_valid():
             posted.wait()
             posted.clear()
             interval = RESCUE_INTERVAL
-            while self._queue or self._dirty:
+            quiet = 0.0
+            while True:
                 drains, flushes = self.drains, self.progress_flushes
-                if posted.wait(interval):  # more work: keep watching from now
-                    posted.clear()
-                    continue
+                posted.wait(interval)  # a sleep that retiring can cut short
+                posted.clear()
+                if self._retired or not self.is_valid():
+                    return
+                if not (self._queue or self._dirty):
+                    quiet += interval
+                    interval = RESCUE_INTERVAL
+                    if quiet < RESCUE_IDLE:
+                        continue
+                    self._rescuer_idle = True
+                    if self._queue or self._dirty:  # a post raced with going idle
+                        self._rescuer_idle = False
+                        continue
+                    break
+                quiet = 0.0
                 if not self._stranded(drains, flushes):
                     interval = RESCUE_INTERVAL
                     continue
-                if self._retired or not self.is_valid():
-                    return
                 try:
                     QMetaObject.invokeMethod(
                         self._receiver, "rescue", Qt.ConnectionType.QueuedConnection

@@ -103,6 +103,9 @@ DEFAULT_STOP_TIMEOUT = 5.0
 #: Milliseconds the GUI thread waits, after ``QThread.finished``, for Qt's last
 #: instructions on the job thread (it is already past the user's code).
 _FINISH_WAIT_MS = 5000
+#: Seconds the job thread waits, at most, for the GUI thread to return to its event loop
+#: after ``start()`` before it lets Qt emit ``finished`` (see ``LongJob.start``).
+_END_GATE_TIMEOUT = 5.0
 #: Seconds of progress history the ETA is estimated from.
 ETA_WINDOW = 10.0
 
@@ -163,6 +166,7 @@ class _JobCore:
         "_done_event",
         "_emitted_progress",
         "_emitted_status",
+        "_end_gate",
         "_ended_at",
         "_engine",
         "_exc",
@@ -241,6 +245,14 @@ class _JobCore:
         self._ended_at = 0.0
         self._waited = False  # a done callback (an awaiter) takes the outcome
         self._unretrieved: _Unretrieved | None = None
+        # Held shut by the job thread before it lets Qt emit finished; see LongJob.start.
+        self._end_gate: threading.Event | None = None
+
+    def _open_end_gate(self) -> None:
+        """Let the job thread end now (before a blocking wait for it).  Any thread."""
+        gate = self._end_gate
+        if gate is not None:
+            gate.set()
 
     # -- fields TaskContext uses --------------------------------------------------------------
 
@@ -566,8 +578,12 @@ class LongJob(QThread, Generic[T]):
 
     Give it a function (``LongJob(fn, args=(...), kwargs={...})``, the
     ``threading.Thread`` convention, so that job options never collide with your
-    function's keyword arguments) or subclass it and override :meth:`work`.  A ``work``
-    (or function) that declares ``ctx`` receives a :class:`JobContext`.  If it is
+    function's keyword arguments) or subclass it and override :meth:`work`: a
+    subclass's positional arguments go to ``work`` (``Migrate(steps, owner=self)`` runs
+    ``work(steps, ctx)``), and arguments ``work`` cannot take fail here.  A subclass
+    may instead take its data in its own ``__init__`` and pass only the options
+    (``owner=``, ``key=``, ``name=``, ``manager=``) to ``super().__init__()``.  A
+    ``work`` (or function) that declares ``ctx`` receives a :class:`JobContext`.  If it is
     ``async``, it runs on the job's own asyncio loop, created for the job and closed
     when it ends (tasks cancelled, async generators and the default executor shut
     down, as ``asyncio.run`` does).
@@ -589,23 +605,28 @@ class LongJob(QThread, Generic[T]):
     Order on the GUI thread: Qt's ``started``, then any ``progress``/``status``, then
     exactly one of ``result``/``error``/``cancelled``, then Qt's ``finished`` (which is
     not shadowed).  Connect to ``started``/``finished`` with slots of GUI objects (or
-    lambdas): Qt emits them on the job thread and queues them to the GUI thread.  A job
-    cancelled before it started emits only ``cancelled``.  Once the owner is destroyed,
-    none of this class's signals is emitted.
+    lambdas): Qt emits them on the job thread and queues them to the GUI thread.
+    Connect ``started`` before :meth:`start` (it is emitted as the thread begins);
+    ``finished``, like the job's own signals, may also be connected right after
+    ``start()`` on the GUI thread.  A job cancelled before it started emits only
+    ``cancelled``.  Once the owner is destroyed, none of this class's signals is
+    emitted.
 
     Lifetime: keep a reference or not, delete the owner or not, start a second job with
     the same ``key`` or quit the application: the running thread is never destroyed
     (see the module docstring).  The manager (``manager=``, default
-    :func:`~casare_workers.default_manager`) tracks every started job, counts it in
-    ``statistics().jobs`` and stops it at ``shutdown``.
+    :func:`~casare_workers.default_manager`: the application's first manager) tracks
+    every started job, counts it in ``statistics().jobs`` and stops it at ``shutdown``.
 
     Args:
-        target: The function to run (omit it when subclassing).
-        args: Positional arguments for ``target``.
-        kwargs: Keyword arguments for ``target``.
-        owner: A QObject (usually the widget showing the job).  When it is destroyed
-            the job is cancelled and emits nothing more.  Not a Qt parent: a parent
-            would delete the running thread with itself.
+        *positional: The function to run (``target``); for a subclass that overrides
+            :meth:`work`, the arguments for ``work``.
+        args: Positional arguments for ``target`` (or ``work``).
+        kwargs: Keyword arguments for ``target`` (or ``work``).
+        owner: A QObject (usually the widget showing the job).  When it is destroyed,
+            or its window is closed, the job is cancelled; once it is destroyed the job
+            emits nothing more.  Not a Qt parent: a parent would delete the running
+            thread with itself.
         key: Jobs with the same key (per owner) supersede each other: starting a new
             one cancels the previous one.
         name: A display name (default: the function's or class's name).
@@ -613,14 +634,14 @@ class LongJob(QThread, Generic[T]):
 
     Example:
         >>> class Migrate(LongJob):
-        ...     async def work(self, ctx):
+        ...     async def work(self, steps, ctx):
         ...         for i, step in enumerate(steps):
         ...             await ctx.acheckpoint()
         ...             await step()
         ...             ctx.progress(i + 1, len(steps))
         ...         return "done"
-        >>> job = Migrate(owner=self, key="migration")          # doctest: +SKIP
-        >>> job.progress.connect(self.bar.set_progress)         # doctest: +SKIP
+        >>> job = Migrate(steps, owner=self, key="migration")   # doctest: +SKIP
+        >>> job.progress.connect(to_percent(self.bar.setValue))  # doctest: +SKIP
         >>> job.result.connect(self.show_report)                # doctest: +SKIP
         >>> job.start()                                         # doctest: +SKIP
     """
@@ -680,11 +701,21 @@ class LongJob(QThread, Generic[T]):
         manager: WorkerManager | None = None,
     ) -> None: ...
 
+    @overload
     def __init__(
         self,
-        target: Callable[..., Any] | None = None,
-        /,
-        *,
+        *work_args: Any,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        owner: QObject | None = None,
+        key: Hashable | None = None,
+        name: str | None = None,
+        manager: WorkerManager | None = None,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        *positional: Any,
         args: Iterable[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
         owner: QObject | None = None,
@@ -693,28 +724,38 @@ class LongJob(QThread, Generic[T]):
         manager: WorkerManager | None = None,
     ) -> None:
         overridden = type(self).work is not LongJob.work
-        if target is None:
-            if not overridden:
+        if overridden:
+            # The subclass form: positional arguments are work()'s (Migrate(steps, ...)).
+            if positional and args:
+                raise TypeError(
+                    f"{type(self).__qualname__}(...) got work() arguments both positionally "
+                    "and as args=; pass them one way"
+                )
+            if positional:
+                args = positional
+            fn: Callable[..., Any] = self.work
+            default_name = type(self).__qualname__
+        else:
+            if not positional:
                 raise TypeError(
                     "LongJob needs work to run: LongJob(fn, args=(...)), or subclass "
                     "LongJob and override work(self, ctx)"
                 )
-            fn: Callable[..., Any] = self.work
-            default_name = type(self).__qualname__
-        else:
+            target = positional[0]
             if not callable(target):
                 raise TypeError(
                     f"LongJob(target) expects a callable, got {type(target).__name__}; "
                     "if you meant a Qt parent, pass owner=widget instead (a parent would "
                     "delete the running thread)"
                 )
-            if overridden:
+            if len(positional) > 1:
                 raise TypeError(
-                    f"{type(self).__qualname__} overrides work() and was also given a "
-                    "target; use one or the other"
+                    "LongJob(fn, ...) takes the function's arguments as args=(...) and "
+                    "kwargs={...}, so that they never collide with the job's own options: "
+                    f"LongJob({_qualname(target)}, args=(...))"
                 )
             fn = target
-            default_name = getattr(target, "__qualname__", None) or type(target).__name__
+            default_name = _qualname(target)
         if isinstance(args, str | bytes):
             raise TypeError("args must be a tuple of positional arguments, not a string")
         args = tuple(args)
@@ -722,6 +763,8 @@ class LongJob(QThread, Generic[T]):
         mode = call_mode(fn)
         if mode == WANTS_CTX and "ctx" in kwargs:
             raise TypeError("the job passes ctx itself: do not put 'ctx' in kwargs")
+        if overridden:
+            _check_work_arguments(self, fn, args, kwargs)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
         if key is not None:
@@ -804,14 +847,17 @@ class LongJob(QThread, Generic[T]):
         return self._core.cancel_reason
 
     @property
-    def progress_value(self) -> tuple[int, int] | None:
-        """The latest ``(current, total)`` the work reported, or None."""
-        return self._core._progress
+    def progress_value(self) -> tuple[int, int]:
+        """The latest ``(current, total)`` the work reported; ``(0, 0)`` before any report.
+
+        A total of 0 means "unknown", as in ``ctx.progress``.  Any thread, any time.
+        """
+        return self._core._progress or (0, 0)
 
     @property
-    def status_text(self) -> str | None:
-        """The latest status text the work reported, or None."""
-        return self._core._status
+    def status_text(self) -> str:
+        """The latest status text the work reported; ``""`` before any.  Any time."""
+        return self._core._status or ""
 
     @property
     def elapsed(self) -> float:
@@ -859,8 +905,9 @@ class LongJob(QThread, Generic[T]):
         """True once the outcome is decided (the thread may be finishing its last steps)."""
         return self._core._finished
 
-    def is_paused(self) -> bool:
-        """True while the job is asked to pause."""
+    @property
+    def paused(self) -> bool:
+        """True while the job is asked to pause (a property, like ``ctx.paused``)."""
         return self._core._paused
 
     @property
@@ -909,6 +956,11 @@ class LongJob(QThread, Generic[T]):
             raise
         if self._engine.is_gui_thread():
             _park(self)
+            # Opened when the GUI thread is back in its event loop: connections made
+            # right after start() are in place before Qt emits finished (it would be
+            # emitted from the job thread, maybe before the next line of the caller).
+            gate = core._end_gate = threading.Event()
+            self._engine.post(gate.set)
         else:
             self._engine.post(lambda: _park(self) if not core._thread_done else None)
         QThread.start(self, priority)
@@ -964,6 +1016,7 @@ class LongJob(QThread, Generic[T]):
         self._core.cancel()
         if self._core._state is _PENDING or not self._claimed:
             return True
+        self._core._open_end_gate()
         ended = QThread.wait(self, QDeadlineTimer(int(timeout * 1000)))
         if ended and self._engine.is_gui_thread():
             self._on_thread_finished()
@@ -1009,6 +1062,7 @@ class LongJob(QThread, Generic[T]):
                 "would freeze the window: connect to its signals, or use job.stop(timeout) "
                 "/ job.wait(milliseconds)"
             )
+        self._core._open_end_gate()
         return QThread.wait(self, *args, **kwargs)
 
     # -- outcome for other threads and coroutines ---------------------------------------------
@@ -1111,20 +1165,26 @@ class LongJob(QThread, Generic[T]):
         """
         core = self._core
         try:
-            if not core._begin():
-                return
-            ctx = JobContext(cast(Any, core))
-            try:
-                value = self._invoke(ctx)
-                if isinstance(value, QObject):  # made here: it must not keep this thread
-                    _hand_over_to_gui(value, core._engine.thread(), f"long job {core.name!r}")
-            except BaseException as exc:
-                core._conclude(None, exc)
-            else:
-                core._conclude(value, None)
+            if core._begin():
+                ctx = JobContext(cast(Any, core))
+                try:
+                    value = self._invoke(ctx)
+                    if isinstance(value, QObject):  # made here: it must not keep this thread
+                        _hand_over_to_gui(value, core._engine.thread(), f"long job {core.name!r}")
+                except BaseException as exc:
+                    core._conclude(None, exc)
+                else:
+                    core._conclude(value, None)
         except BaseException as exc:  # a bug of ours: never let it into Qt's thread
             report_callback_exception(f"long job {core.name!r}", exc)
             core._settle(_FAILED, None, exc)
+        gate = core._end_gate
+        if gate is not None:
+            # Qt emits finished once this returns.  Hold it until the GUI thread is back
+            # in its event loop after start(), so that a slot connected to finished right
+            # after start() cannot miss it.  Bounded: a GUI thread that never returns
+            # there (and never waits for the job, which opens the gate) cannot hold it.
+            gate.wait(_END_GATE_TIMEOUT)
         # The function and its arguments are dropped on the GUI thread (in the finished
         # handler), so QObjects among them are never destroyed on this thread.
 
@@ -1201,6 +1261,7 @@ class LongJob(QThread, Generic[T]):
         core = self._core
         if core._thread_done:
             return
+        core._open_end_gate()
         # Qt emits finished from the job thread a few instructions before the thread
         # ends; wait for those (the user's code is over: this returns at once).
         if not QThread.wait(self, QDeadlineTimer(_FINISH_WAIT_MS)):
@@ -1264,6 +1325,31 @@ def _clear_frames(frames: tuple[types.FrameType, ...]) -> None:
     for frame in frames:
         with contextlib.suppress(RuntimeError):  # a frame still executing: leave it
             frame.clear()
+
+
+def _qualname(fn: object) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def _check_work_arguments(
+    job: LongJob[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """Refuse, at construction, arguments a subclass's ``work()`` cannot take."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # nothing to check against
+        return
+    extra = {"ctx": None} if call_mode(fn) == WANTS_CTX else {}
+    try:
+        signature.bind(*args, **kwargs, **extra)
+    except TypeError as exc:
+        name = type(job).__qualname__
+        raise TypeError(
+            f"{name}(...) passes its positional arguments to {name}.work(), which cannot "
+            f"take them ({exc}): declare them as parameters of work (def work(self, steps, "
+            "ctx)), or take them in your own __init__ and pass only the job's options "
+            "(owner=, key=, name=, manager=) to super().__init__()"
+        ) from None
 
 
 def _is_forever(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
@@ -1383,6 +1469,7 @@ class JobRegistry:
             if not job._claimed:
                 continue
             remaining = max(0.0, deadline - time.monotonic())
+            job._core._open_end_gate()
             if QThread.wait(job, QDeadlineTimer(int(remaining * 1000))):
                 if gui:
                     job._on_thread_finished()

@@ -42,8 +42,9 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, overload
 
-from PySide6.QtCore import QCoreApplication, QObject
+from PySide6.QtCore import QCoreApplication, QObject, QThread
 
+from ._closing import watch_window
 from ._engine import get_engine, report_callback_exception
 from ._errors import (
     BlockingCallError,
@@ -181,7 +182,8 @@ class LoopThread:
         ordered: True (default): one call at a time, in submission order, each finished
             before the next starts, which is what thread-affine APIs need.  False:
             coroutines start in order but run concurrently on the loop.
-        owner: A QObject; the thread is closed (without waiting) when it is destroyed.
+        owner: A QObject; the thread is closed (without waiting) when it is destroyed
+            or, for a widget, when its window is closed (as for every ``owner=``).
 
     The thread is a daemon thread: a call stuck in C code cannot hold the process's
     exit.  Threads still open at interpreter exit are closed (finalizer included) with
@@ -232,6 +234,7 @@ class LoopThread:
         self._owner: OwnerRecord | None = None
         if owner is not None:
             self._owner = OwnerRecord(check_owner(owner), lambda _record: self._request_close())
+            watch_window(owner, self)  # closing the owner's window closes the thread too
         self._thread = threading.Thread(target=self._main, name=self.name, daemon=True)
         _open_threads.add(self)
         self._thread.start()
@@ -272,8 +275,12 @@ class LoopThread:
         Raises:
             Exception: The call's own exception, unchanged (traceback included).
             TaskTimeoutError: The call's timeout passed.
-            BlockingCallError: Called on the GUI thread with no timeout (the window would
-                freeze), or on the loop thread itself (it would wait for itself).
+            BlockingCallError: Called where an event loop is running (the GUI thread
+                inside its running Qt or qasync loop, any thread inside a running
+                asyncio loop), with or without a timeout: it would block that loop for
+                the whole call; ``await asyncio.wrap_future(thread.submit(...))``
+                there.  Also on the GUI thread with no timeout (start-up code: give
+                one), and on the loop thread itself (it would wait for itself).
         """
         return self._call_blocking(fn, args, kwargs, self.timeout)
 
@@ -291,7 +298,17 @@ class LoopThread:
     ) -> Future[Any]:
         if inspect.iscoroutine(fn) or (inspect.isawaitable(fn) and not callable(fn)):
             if args or kwargs:
-                raise TypeError("a coroutine object takes no arguments: submit(coro) alone")
+                if inspect.iscoroutine(fn):
+                    fn.close()  # it will never run: no "coroutine was never awaited"
+                hint = (
+                    "; for a timeout use thread.options(timeout=...).call(coro)"
+                    if "timeout" in kwargs
+                    else ""
+                )
+                raise TypeError(
+                    "a coroutine object takes no arguments (they are in the coroutine): "
+                    f"pass it alone, submit(coro) or call(coro){hint}"
+                )
             call = _Call(self, None, (), {}, fn)
         elif callable(fn):
             call = _Call(self, fn, args, kwargs, None)
@@ -332,11 +349,22 @@ class LoopThread:
                 f"call() on LoopThread {self.name!r} from its own thread would wait for "
                 "itself; inside a call, await the coroutine or call the function directly"
             )
+        if _event_loop_running_here():
+            # Refused before anything is queued: closes a coroutine object given.
+            _discard(fn)
+            raise BlockingCallError(
+                f"call() on LoopThread {self.name!r} where an event loop is running "
+                f"(thread {threading.current_thread().name!r}) would block that loop for "
+                "the whole call (on the GUI thread: freeze the window), with or without "
+                "a timeout. In a coroutine, 'await asyncio.wrap_future(thread.submit(...))'; "
+                "in a plain function, use submit() and future.add_done_callback(...)"
+            )
         if timeout is None and _on_gui_thread():
+            _discard(fn)
             raise BlockingCallError(
                 f"call() on LoopThread {self.name!r} from the GUI thread with no timeout "
                 "would freeze the window: use submit() and react to the Future, or "
-                "options(timeout=...).call(...)"
+                "options(timeout=...).call(...) (start-up code, before the event loop runs)"
             )
         return self._submit(fn, args, kwargs, timeout).result()
 
@@ -437,6 +465,10 @@ class LoopThread:
                 _call_soon(loop, task.cancel)
             if wake is not None:
                 _call_soon(loop, wake.set)
+
+    def window_closed(self, reason: str) -> None:
+        """The owner's window was closed (``_closing``): close, without waiting.  GUI thread."""
+        self._request_close()
 
     def __enter__(self) -> LoopThread:
         return self
@@ -668,6 +700,19 @@ def _check_timeout(value: object, *, allow_zero: bool = False) -> None:
         raise ConfigurationError(
             f"timeout must be a positive number of seconds or None, got {value!r}"
         )
+
+
+def _discard(fn: object) -> None:
+    """Close a coroutine object that will never run (no "never awaited" warning)."""
+    if inspect.iscoroutine(fn):
+        fn.close()
+
+
+def _event_loop_running_here() -> bool:
+    """True if an asyncio loop runs in this thread, or the GUI thread's Qt loop does."""
+    if asyncio._get_running_loop() is not None:
+        return True
+    return _on_gui_thread() and QThread.currentThread().loopLevel() > 0
 
 
 def _on_gui_thread() -> bool:

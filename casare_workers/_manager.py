@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast, get_args
 
 import shiboken6
 from PySide6.QtCore import (
@@ -26,6 +26,7 @@ from PySide6.QtCore import (
     Signal,
 )
 
+from ._closing import watch_window
 from ._config import PoolConfig, resolve_pool_configs
 from ._engine import DeliveryEngine, get_engine
 from ._errors import (
@@ -59,6 +60,9 @@ logger = logging.getLogger("casare_workers")
 T = TypeVar("T")
 R = TypeVar("R")
 
+#: What a new task with the key of one in flight does (``options(key_policy=...)``).
+KeyPolicy = Literal["supersede", "join"]
+KEY_POLICIES: tuple[str, ...] = get_args(KeyPolicy)
 #: How often (at most) statistics_changed is emitted.
 STATISTICS_INTERVAL_MS = 100
 #: Window over which throughput is measured.
@@ -117,15 +121,20 @@ class TaskOptions:
     Attributes:
         pool: Pool name (default ``"io"``).
         priority: Higher runs first within the pool (default 0).
-        key: Tasks with the same key (per owner) supersede each other: submitting a new
-            one cancels the previous one if it has not ended, so an old reply can never
-            arrive after a newer one.
+        key: Tasks with the same key (per owner) are one request.  By default a new one
+            supersedes the previous one (cancels it if it has not ended), so an old
+            reply can never arrive after a newer one.
         timeout: Seconds a task may run before it ends with ``TaskTimeoutError``.
         name: A display name (default: the function's qualified name).
+        key_policy: What a new task with the key of one in flight does:
+            ``"supersede"`` (default: cancel the old one, run the new one) or
+            ``"join"`` (single flight: ``submit`` returns the handle in flight and
+            runs nothing new).
 
     The owner (a QObject, usually the widget showing the result) is held as a record,
-    not a reference: when it is destroyed its queued tasks are cancelled, running ones
-    are asked to stop, and nothing is delivered to it any more.
+    not a reference: when it is destroyed, or its window is closed, its queued tasks are
+    cancelled and running ones are asked to stop; once it is destroyed nothing is
+    delivered to it any more.
     """
 
     core: _ManagerCore = field(repr=False)
@@ -135,6 +144,7 @@ class TaskOptions:
     key: Hashable | None = None
     timeout: float | None = None
     name: str | None = None
+    key_policy: KeyPolicy = "supersede"
 
     @property
     def owner(self) -> QObject | None:
@@ -142,18 +152,54 @@ class TaskOptions:
         return self.owner_record.get() if self.owner_record is not None else None
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> TaskHandle[T]:
-        """Submit ``fn(*args, **kwargs)`` with these options (see ``WorkerManager.submit``)."""
+        """Submit ``fn(*args, **kwargs)`` with these options (see ``WorkerManager.submit``).
+
+        With ``key_policy="join"`` and a task with the same key (and owner) still
+        queued or running, return that task's handle instead: its outcome answers this
+        request too, and nothing new runs (``fn`` and the arguments are not used).
+        Every caller gets the same handle: cancelling it cancels it for all of them.
+        """
         return self.core.submit(fn, args, kwargs, self)
 
     def map(
         self, fn: Callable[[Any], R], iterable: Iterable[Any], /, *, chunksize: int | None = None
     ) -> MapHandle[R]:
         """Map ``fn`` over ``iterable`` with these options (see ``WorkerManager.map``)."""
+        if self.key_policy != "supersede":
+            raise ConfigurationError(_JOIN_SUBMIT_ONLY.format(method="map"))
         return self.core.map(fn, iterable, chunksize, self)
 
     def start(self, worker: Worker[T]) -> TaskHandle[T]:
         """Start ``worker`` with these options (see ``WorkerManager.start``)."""
+        if self.key_policy != "supersede":
+            raise ConfigurationError(_JOIN_SUBMIT_ONLY.format(method="start"))
         return self.core.start(worker, self)
+
+
+_JOIN_SUBMIT_ONLY = (
+    "key_policy='join' applies to submit() (a joined caller gets the handle in flight); "
+    "{method}() always starts new work: use key_policy='supersede' (the default)"
+)
+
+
+class _OwnerCloser:
+    """Cancels an owner's tasks and long jobs when its window is closed (``_closing``)."""
+
+    __slots__ = ("__weakref__", "_core", "_record")
+
+    def __init__(self, core: _ManagerCore, record: OwnerRecord) -> None:
+        self._core = weakref.ref(core)  # no cycle: the core holds this object
+        self._record = record
+
+    def window_closed(self, reason: str) -> None:
+        """Runs on the GUI thread."""
+        core = self._core()
+        if core is None:
+            return
+        with core.lock:
+            tasks = list(self._record.tasks)
+        for task in tasks:
+            task.cancel(reason="window closed")
 
 
 class _ManagerCore:
@@ -190,6 +236,8 @@ class _ManagerCore:
         self.live: dict[int, TaskHandle[Any]] = {}
         self.keys: dict[tuple[OwnerRecord | None, Hashable], TaskHandle[Any]] = {}
         self.owners: dict[int, OwnerRecord] = {}
+        # The window-close listener of each record (held here: _closing holds it weakly).
+        self.closers: dict[OwnerRecord, _OwnerCloser] = {}
         self.closed = _interpreter_exiting  # made during exit: refuses work (check_open)
         self.report: ShutdownReport | None = None
         self.busy = False
@@ -223,6 +271,7 @@ class _ManagerCore:
         key: Hashable | None,
         timeout: float | None,
         name: str | None,
+        key_policy: str = "supersede",
     ) -> TaskOptions:
         self.pool(pool)
         if isinstance(priority, bool) or not isinstance(priority, int):
@@ -238,10 +287,21 @@ class _ManagerCore:
                 raise TypeError(
                     f"key must be hashable (a string or a tuple of them), got {type(key).__name__}"
                 ) from None
+        if key_policy not in KEY_POLICIES:
+            raise ConfigurationError(
+                f"key_policy must be one of {', '.join(map(repr, KEY_POLICIES))}, "
+                f"got {key_policy!r}"
+            )
+        if key_policy != "supersede" and key is None:
+            raise ConfigurationError(
+                f"key_policy={key_policy!r} needs a key: it decides what a second task "
+                "with the same key does (e.g. options(key='models', key_policy='join'))"
+            )
         record = self.owner_record(check_owner(owner)) if owner is not None else None
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
-        return TaskOptions(self, pool, priority, record, key, timeout, name)
+        policy = cast(KeyPolicy, key_policy)
+        return TaskOptions(self, pool, priority, record, key, timeout, name, policy)
 
     def pool(self, name: str) -> Pool:
         try:
@@ -256,10 +316,14 @@ class _ManagerCore:
         key = shiboken6.getCppPointer(owner)[0]
         with self.lock:
             record = self.owners.get(key)
-            if record is None or not record.alive:
-                record = OwnerRecord(owner, self._owner_died)
-                self.owners[key] = record
-            return record
+            if record is not None and record.alive:
+                return record
+            record = OwnerRecord(owner, self._owner_died)
+            self.owners[key] = record
+            closer = self.closers[record] = _OwnerCloser(self, record)
+        # The other half of owner=: the owner's window closing ends its work too.
+        watch_window(owner, closer)
+        return record
 
     # -- submitting -----------------------------------------------------------------------
 
@@ -291,6 +355,10 @@ class _ManagerCore:
         if self.closed:
             self.check_open()
         pool = self.pool(opts.pool)
+        if opts.key_policy == "join":
+            joined = self.in_flight(opts)
+            if joined is not None:
+                return joined
         task: TaskHandle[T] = TaskHandle(fn, args, kwargs, self.engine, opts.name)
         mode = task._ctx_mode
         if mode:
@@ -305,7 +373,10 @@ class _ManagerCore:
                     f"{task.name} declares 'progress_callback': it is passed by the manager, "
                     "do not pass progress_callback= yourself"
                 )
-        self.enqueue(task, pool, opts, pool.submit)
+        joined = self.enqueue(task, pool, opts, pool.submit)
+        if joined is not None:
+            task._fn = task._args = task._kwargs = None  # never queued: nothing to run
+            return cast("TaskHandle[T]", joined)
         return task
 
     def map(
@@ -349,6 +420,17 @@ class _ManagerCore:
         task = worker.handle
         if task._engine is not self.engine:
             raise RuntimeError("this Worker was created for another QApplication")
+        own = task._owner  # worker.owner, set before starting
+        if own is not None:
+            owner = own.get()
+            if opts.owner_record is None:
+                if owner is not None:  # the manager watches it too (keys, queued tasks)
+                    opts = replace(opts, owner_record=self.owner_record(owner))
+            elif opts.owner_record.get() is not owner:
+                raise ValueError(
+                    f"Worker {task.name!r} has an owner of its own (worker.owner) and the "
+                    "options name another; give the owner in one place"
+                )
         with task._lock:
             if task._state is not TaskState.PENDING or task._pool is not None:
                 raise AlreadyStartedError(
@@ -367,7 +449,13 @@ class _ManagerCore:
         pool: Pool,
         opts: TaskOptions,
         submit: Callable[[TaskHandle[Any], int], None],
-    ) -> None:
+    ) -> TaskHandle[Any] | None:
+        """Queue ``task`` on ``pool`` with ``opts``; return None when it was queued.
+
+        With ``key_policy="join"``, a task in flight under the same key is returned
+        instead and ``task`` is not queued (the check and the queueing are one step
+        under the lock, so two threads cannot both start the request).
+        """
         task._pool = pool
         task._lock = pool.lock
         task._manager = self
@@ -385,13 +473,21 @@ class _ManagerCore:
                             "the owner of these options has been destroyed; "
                             "submit from a live widget or omit owner"
                         )
-                    task._owner = record
-                    record.tasks.add(task)
                 if opts.key is not None:
                     key = (record, opts.key)
-                    task._key = opts.key
                     superseded = self.keys.get(key)
+                    if (
+                        opts.key_policy == "join"
+                        and superseded is not None
+                        and not superseded.done()
+                    ):
+                        # Another thread submitted the same request meanwhile: join it.
+                        return superseded
+                    task._key = opts.key
                     self.keys[key] = task
+                if record is not None:
+                    task._owner = record
+                    record.tasks.add(task)
         # A single dict store is atomic under the GIL: no lock on the plain path.
         self.live[task.id] = task
         if self.watchers:
@@ -419,6 +515,15 @@ class _ManagerCore:
                 self.on_submitted(task)
             else:
                 self.engine.post(lambda: self.on_submitted(task))
+        return None
+
+    def in_flight(self, opts: TaskOptions) -> TaskHandle[Any] | None:
+        """The task queued or running under ``opts``' key (and owner), if any."""
+        with self.lock:
+            task = self.keys.get((opts.owner_record, opts.key))
+        if task is None or task.done():
+            return None
+        return task
 
     def on_submitted(self, task: TaskHandle[Any]) -> None:
         facade = self.facade()
@@ -480,6 +585,7 @@ class _ManagerCore:
             for key, value in list(self.owners.items()):
                 if value is record:
                     del self.owners[key]
+            self.closers.pop(record, None)
         for task in tasks:
             task.cancel(reason="owner destroyed")
 
@@ -611,6 +717,10 @@ class WorkerManager(QObject):
             ``io``/``cpu``/``background`` and may add pools.  See ``_config``.
         shutdown_timeout: Seconds :meth:`shutdown` waits by default, and when it runs
             by itself (the application destroyed, interpreter exit).
+        default: Become the application's default manager (:func:`default_manager`,
+            used by ``LongJob``, ``SubprocessJob``, ``asyncify``, ``TaskGroup`` without
+            ``manager=``) if there is no open one yet.  False for a second, independent
+            manager (a library's, a test's) that must never receive others' work.
 
     Signals:
         task_submitted(object): a TaskHandle was submitted.
@@ -640,6 +750,7 @@ class WorkerManager(QObject):
         *,
         pools: dict[str, int | PoolConfig] | None = None,
         shutdown_timeout: float = 5.0,
+        default: bool = True,
     ) -> None:
         engine = get_engine()
         if not engine.is_gui_thread():
@@ -670,6 +781,8 @@ class WorkerManager(QObject):
         self.destroyed.connect(
             functools.partial(_abandon, weakref.ref(core)), Qt.ConnectionType.DirectConnection
         )
+        if default:
+            _adopt_as_default(self)
 
     def connectNotify(self, signal: QMetaMethod) -> None:
         """Remember which lifecycle signals have listeners (GUI thread)."""
@@ -707,29 +820,35 @@ class WorkerManager(QObject):
         key: Hashable | None = None,
         timeout: float | None = None,
         name: str | None = None,
+        key_policy: KeyPolicy = "supersede",
     ) -> TaskOptions:
         """Return a :class:`TaskOptions` to submit with.  Validates everything now.
 
         Args:
             pool: Pool name (default ``"io"``).
             priority: Higher runs first within the pool.
-            owner: A QObject; when it is destroyed its tasks are cancelled and nothing
-                is delivered to it.
-            key: Tasks with the same key (per owner) supersede each other.
+            owner: A QObject; when it is destroyed, or (a widget) its window is
+                closed, its tasks are cancelled; once it is destroyed nothing is
+                delivered to it.
+            key: Tasks with the same key (per owner) are one request; see
+                ``key_policy``.
             timeout: Seconds a task may run before it ends with ``TaskTimeoutError``.
             name: A display name for the task.
+            key_policy: ``"supersede"`` (default): a new task cancels the one in
+                flight with its key.  ``"join"`` (single flight): ``submit`` returns
+                the handle in flight instead of running a second identical request.
 
         Raises:
             UnknownPoolError: No pool has that name.
-            ConfigurationError: ``priority`` is not an int or ``timeout`` is not a
-                positive number.
+            ConfigurationError: ``priority`` is not an int, ``timeout`` is not a
+                positive number, or ``key_policy`` is unknown or has no ``key``.
             TypeError: ``owner`` is not a QObject, or ``key`` is not hashable.
 
         Example:
             >>> opts = manager.options(pool="cpu", owner=self, key="thumbs")  # doctest: +SKIP
             >>> opts.map(make_thumbnail, paths)                           # doctest: +SKIP
         """
-        return self._core.options(pool, priority, owner, key, timeout, name)
+        return self._core.options(pool, priority, owner, key, timeout, name, key_policy)
 
     # -- submitting --------------------------------------------------------------------
 
@@ -761,7 +880,7 @@ class WorkerManager(QObject):
 
         Example:
             >>> handle = manager.options(pool="cpu").map(thumbnail, paths)  # doctest: +SKIP
-            >>> handle.signals.progress.connect(bar.set_progress)           # doctest: +SKIP
+            >>> handle.signals.progress.connect(to_percent(bar.setValue))  # doctest: +SKIP
         """
         core = self._core
         return core.map(fn, iterable, chunksize, core.default_options)
@@ -1032,27 +1151,58 @@ try:
 except RuntimeError:  # imported while the interpreter exits already
     _interpreter_exiting = True
 
-_default: WorkerManager | None = None
+# The process-wide default manager.  Held weakly when it adopted itself (the application
+# owns its manager); strongly when default_manager() made it or set_default_manager() was
+# given it (nobody else may hold it).
+_default_ref: Callable[[], WorkerManager | None] | None = None
 _default_lock = threading.Lock()
 
 
-def default_manager() -> WorkerManager:
-    """Return the process-wide manager, creating it on first use (on the GUI thread).
+def _open_default() -> WorkerManager | None:
+    """The default manager while it is usable (not destroyed, not shut down).  Lock held."""
+    manager = _default_ref() if _default_ref is not None else None
+    if manager is None or not shiboken6.isValid(manager) or manager._core.closed:
+        return None
+    return manager
 
-    Apps with one window tree usually want exactly one set of bounded pools (the seed
-    note's open question 1): one place to size them, to watch them and to shut them
-    down.  Libraries and tests should accept a manager instead of reaching for this.
-    """
-    global _default
+
+def _adopt_as_default(manager: WorkerManager) -> None:
+    """Make a new manager the default if no open one exists (``WorkerManager(default=True)``)."""
+    global _default_ref
     with _default_lock:
-        manager = _default
-        if manager is None or not shiboken6.isValid(manager) or manager._core.closed:
-            manager = _default = WorkerManager()
+        if _open_default() is None:
+            _default_ref = weakref.ref(manager)
+
+
+def default_manager() -> WorkerManager:
+    """Return the application's manager: the first ``WorkerManager`` it created.
+
+    ``LongJob``, ``SubprocessJob``, ``asyncify``, ``attach_loop`` and ``TaskGroup`` use it
+    when no ``manager=`` is given, so an application that creates one manager (the
+    usual case) has exactly one, whichever API it uses: one set of bounded pools, one
+    place to watch them and to shut them down (the seed note's open question 1).
+
+    The first ``WorkerManager`` created while there is no open default becomes the
+    default (unless created with ``default=False``); if there is none, this creates one
+    on first use (on the GUI thread).  A default that was shut down or destroyed is
+    replaced the same way.  Libraries should accept a manager rather than reach for
+    this.
+    """
+    global _default_ref
+    with _default_lock:
+        manager = _open_default()
+        if manager is None:
+            manager = WorkerManager(default=False)
+            _default_ref = _strong(manager)
         return manager
 
 
 def set_default_manager(manager: WorkerManager | None) -> None:
-    """Replace (or clear, with None) the process-wide manager."""
-    global _default
+    """Replace (or clear, with None) the application's default manager."""
+    global _default_ref
     with _default_lock:
-        _default = manager
+        _default_ref = None if manager is None else _strong(manager)
+
+
+def _strong(manager: WorkerManager) -> Callable[[], WorkerManager | None]:
+    return lambda: manager

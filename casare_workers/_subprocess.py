@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import codecs
+import inspect
 import os
 import re
 import signal
@@ -78,6 +79,8 @@ _WINDOWS = sys.platform == "win32"
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 
 LineCallback = Callable[[str, str], object]
+#: What ``on_line`` may be: ``(text, stream)`` or ``(text)``.
+OnLine = Callable[[str, str], object] | Callable[[str], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +218,70 @@ def _check_command(command: object) -> tuple[str, ...]:
         ) from None
 
 
+def _line_callback(on_line: Callable[..., object] | None) -> LineCallback | None:
+    """Call ``on_line`` the way it is declared: ``(text, stream)`` or ``(text)``.
+
+    A widget's slot (``log.appendPlainText``) takes the text alone; checked now for
+    Python callables, and at the first line for builtins (Qt methods have no signature
+    to read), so that a one-argument callback never silently drops every line.
+    """
+    if on_line is None:
+        return None
+    if not callable(on_line):
+        raise TypeError(
+            f"on_line must be a callable taking (text, stream) or (text), got "
+            f"{type(on_line).__name__}"
+        )
+    try:
+        signature = inspect.signature(on_line)
+    except (TypeError, ValueError):  # a builtin, e.g. a Qt method
+        return _DecideAtFirstLine(on_line)
+    for count in (2, 1):
+        try:
+            signature.bind(*("", "")[:count])
+        except TypeError:
+            continue
+        if count == 2:
+            return on_line
+        return lambda text, _stream: on_line(text)
+    raise TypeError(f"on_line must take (text, stream) or (text), got {_name(on_line)}{signature}")
+
+
+def _name(fn: object) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+class _DecideAtFirstLine:
+    """An ``on_line`` without a readable signature: try ``(text, stream)``, else ``(text)``."""
+
+    __slots__ = ("_fn", "_text_only")
+
+    def __init__(self, fn: Callable[..., object]) -> None:
+        self._fn = fn
+        self._text_only: bool | None = None
+
+    def __call__(self, text: str, stream: str) -> None:
+        text_only = self._text_only
+        if text_only is None:
+            try:
+                self._fn(text, stream)
+            except TypeError as exc:
+                tb = exc.__traceback__
+                if tb is not None and tb.tb_next is not None:
+                    raise  # raised inside the callback, not by the call itself
+                try:
+                    self._fn(text)
+                except TypeError:
+                    raise exc from None  # neither form: report the first mistake
+                self._text_only = True
+            else:
+                self._text_only = False
+        elif text_only:
+            self._fn(text)
+        else:
+            self._fn(text, stream)
+
+
 def _check_seconds(what: str, value: object, *, optional: bool = False) -> None:
     if value is None and optional:
         return
@@ -233,7 +300,7 @@ def _check_seconds(what: str, value: object, *, optional: bool = False) -> None:
 async def run_process(
     command: Sequence[str | os.PathLike[str]],
     *,
-    on_line: LineCallback | None = None,
+    on_line: OnLine | None = None,
     timeout: float | None = None,
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -246,14 +313,20 @@ async def run_process(
 ) -> ProcessResult:
     """Run ``command``, streaming its output line by line; stop the whole tree when asked.
 
-    Runs on the calling coroutine's loop; ``on_line(text, stream)`` is called there
-    (``stream`` is ``"stdout"`` or ``"stderr"``; merged output is ``"stdout"``).
+    Runs on the calling coroutine's loop; ``on_line`` is called there, on that loop's
+    thread: the GUI thread for a coroutine on the qasync loop (an ``async_slot``), but
+    the job's own thread inside a ``LongJob``'s async work or a ``LoopThread`` call,
+    where it must not touch widgets (report with ``ctx.status(text)`` there, or use a
+    :class:`SubprocessJob`, whose ``line`` signal is emitted on the GUI thread).
     Cancelling the awaiting task terminates, then kills, the child's process tree, and
     re-raises ``CancelledError``.
 
     Args:
         command: The program and its arguments (no shell).
-        on_line: Called for every line, without its line ending.
+        on_line: Called for every line, without its line ending, as
+            ``on_line(text, stream)`` (``stream`` is ``"stdout"`` or ``"stderr"``;
+            merged output is ``"stdout"``), or as ``on_line(text)`` if it takes one
+            argument (``log.appendPlainText``).
         timeout: Overall seconds for the command (output *and* exit); None: no limit.
             On expiry the tree is stopped and the result has ``timed_out=True``.
         cwd: Working directory.
@@ -271,10 +344,12 @@ async def run_process(
     Raises:
         FileNotFoundError: The program does not exist (the OS error, unchanged).
         PermissionError: It is not executable.
+        TypeError: ``on_line`` takes neither ``(text, stream)`` nor ``(text)``.
         asyncio.CancelledError: The awaiting task was cancelled (the tree was stopped).
 
     Example:
-        >>> async def install(self):                                   # doctest: +SKIP
+        >>> @async_slot                                                # doctest: +SKIP
+        ... async def install(self):  # on the GUI loop: on_line may touch widgets
         ...     result = await run_process(
         ...         [sys.executable, "-m", "playwright", "install", "chromium"],
         ...         on_line=self.log.appendPlainText, timeout=600)
@@ -287,6 +362,37 @@ async def run_process(
     if isinstance(tail_lines, bool) or not isinstance(tail_lines, int) or tail_lines < 0:
         raise ConfigurationError(f"tail_lines must be an int >= 0, got {tail_lines!r}")
     codecs.lookup(encoding)  # LookupError now, not in the middle of the run
+    return await _run(
+        argv,
+        _line_callback(on_line),
+        timeout,
+        cwd,
+        env,
+        merge_stderr,
+        terminate_grace,
+        drain_timeout,
+        tail_lines,
+        encoding,
+        errors,
+        None,
+    )
+
+
+async def _run(
+    argv: tuple[str, ...],
+    on_line: LineCallback | None,
+    timeout: float | None,
+    cwd: str | os.PathLike[str] | None,
+    env: Mapping[str, str] | None,
+    merge_stderr: bool,
+    terminate_grace: float,
+    drain_timeout: float,
+    tail_lines: int,
+    encoding: str,
+    errors: str,
+    on_spawn: Callable[[int], object] | None,
+) -> ProcessResult:
+    """:func:`run_process` once its arguments are checked; ``on_spawn(pid)`` for the job."""
     tail: deque[str] = deque(maxlen=tail_lines)
     stderr_tail: deque[str] = deque(maxlen=tail_lines)
 
@@ -320,6 +426,8 @@ async def run_process(
     pid = transport.get_pid()
     with _live_lock:
         _live_trees.add(pid)
+    if on_spawn is not None:
+        on_spawn(pid)
     timed_out = False
     try:
         try:
@@ -457,7 +565,10 @@ class SubprocessJob(LongJob[ProcessResult]):
 
     Signals:
         line(str, str): ``(text, stream)``, one per output line, in order; ``stream``
-            is ``"stdout"`` or ``"stderr"`` (``"stdout"`` when merged).
+            is ``"stdout"`` or ``"stderr"`` (``"stdout"`` when merged).  A slot that
+            takes the text only (``log.appendPlainText``) can be connected directly.
+
+    :attr:`pid` is the child's process id once it has started.
 
     Args:
         command: The program and its arguments (no shell).
@@ -468,8 +579,9 @@ class SubprocessJob(LongJob[ProcessResult]):
         terminate_grace: Seconds between SIGTERM and SIGKILL when stopping.
         tail_lines: Lines kept in the result.
         encoding: How output is decoded (undecodable bytes are replaced).
-        owner: See :class:`~casare_workers.LongJob`: when it is destroyed the
-            process tree is stopped.
+        owner: See :class:`~casare_workers.LongJob`: when it is destroyed, or its
+            window is closed (a dialog rejected with Esc included), the process tree
+            is stopped.
         key: See :class:`~casare_workers.LongJob`.
         name: Display name (default: the program's file name).
         manager: See :class:`~casare_workers.LongJob`.
@@ -503,6 +615,8 @@ class SubprocessJob(LongJob[ProcessResult]):
         argv = _check_command(command)
         _check_seconds("timeout", timeout, optional=True)
         _check_seconds("terminate_grace", terminate_grace)
+        if isinstance(tail_lines, bool) or not isinstance(tail_lines, int) or tail_lines < 0:
+            raise ConfigurationError(f"tail_lines must be an int >= 0, got {tail_lines!r}")
         codecs.lookup(encoding)
         super().__init__(
             owner=owner,
@@ -521,10 +635,38 @@ class SubprocessJob(LongJob[ProcessResult]):
             "encoding": encoding,
         }
         self._pump = _LinePump(self._engine, self._emit_line)
+        self._pid: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id once it has started (None before).  Any thread.
+
+        It stays set after the child has ended (the OS may then give the number to
+        another process).  The child leads its own process group (``start_new_session``),
+        so on POSIX ``os.killpg(job.pid, ...)`` reaches its whole tree.
+        """
+        return self._pid
 
     async def work(self, ctx: JobContext) -> ProcessResult:
         """Run the command on the job's loop (job thread)."""
-        return await run_process(self.command, on_line=self._pump.push, **self._options)
+        options = self._options
+        return await _run(
+            self.command,
+            self._pump.push,
+            options["timeout"],
+            options["cwd"],
+            options["env"],
+            options["merge_stderr"],
+            options["terminate_grace"],
+            DEFAULT_DRAIN_TIMEOUT,
+            options["tail_lines"],
+            options["encoding"],
+            "replace",
+            self._spawned,
+        )
+
+    def _spawned(self, pid: int) -> None:
+        self._pid = pid  # job thread; one attribute store, atomic under the GIL
 
     def _emit_line(self, text: str, stream: str) -> None:
         # GUI thread.  Nothing reaches a dead owner (the same rule as the job's signals).

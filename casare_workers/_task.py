@@ -966,12 +966,16 @@ class TaskHandle(Generic[T]):
             thread = context.thread()
             once = _ContextCall(call, self.name, thread)
             if not thread.isFinished():
-                QTimer.singleShot(0, context, once)
+                # Closures, not the object or its bound method: PySide mishandles a bound
+                # method of a slotted object given to singleShot (its self arrives wrong).
+                QTimer.singleShot(0, context, lambda: once.run())
                 if _runs_events(thread):
                     return
                 # No event loop there now: a QThread still starting, or a thread that
                 # never runs one.  A second path makes sure the callback is not dropped.
-                QTimer.singleShot(CONTEXT_GRACE_MS, self._engine.receiver(), once.fallback)
+                QTimer.singleShot(
+                    CONTEXT_GRACE_MS, self._engine.receiver(), lambda: once.fallback()
+                )
                 return
             once.fallback()
             return
@@ -1037,7 +1041,7 @@ class _ContextCall:
             self.ran = True
             return True
 
-    def __call__(self) -> None:
+    def run(self) -> None:
         """Runs on the context's thread."""
         if self._claim():
             _guarded(self.call, self.name)()

@@ -2,8 +2,9 @@
 
 Fixtures:
     manager: a fresh :class:`~casare_workers.WorkerManager` on the ``qapp`` of
-        pytest-qt.  At teardown it is shut down; the test fails if a task or long job
-        was not delivered, or a worker thread or job survived the shutdown.
+        pytest-qt, the default manager while the test runs.
+        At teardown it is shut down; the test fails if a task or long job was not
+        delivered, or a worker thread or job survived the shutdown.
     qasync_loop: a real ``qasync.QEventLoop`` on that ``qapp`` (needs the ``async``
         extra), as an :class:`AsyncRunner`: ``qasync_loop.run(coro)`` runs a coroutine
         to completion on it.  At teardown the loop is closed; the test fails if an
@@ -80,10 +81,14 @@ def wait_for_handle(handle: Any, timeout: float = 5.0) -> Any:
 @pytest.fixture
 def manager(qapp: Any) -> Iterator[Any]:
     """A WorkerManager that must leave no task or thread behind."""
-    from casare_workers import WorkerManager
+    from casare_workers import WorkerManager, set_default_manager
 
     mgr = WorkerManager()
-    yield mgr
+    set_default_manager(mgr)  # as an application's first manager is
+    try:
+        yield mgr
+    finally:
+        set_default_manager(None)
     _deliver_what_ended(mgr, TEARDOWN_TIMEOUT)
     undelivered = [repr(task) for task in mgr.live_tasks()]
     undelivered += [repr(job) for job in mgr.live_jobs()]

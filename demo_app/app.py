@@ -144,8 +144,8 @@ def _run_event_loop(app: QApplication, manager: WorkerManager) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the demo; see the module docstring."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The demo's command line: ``[--screenshot PATH] [--run-for SECONDS] [--dask ADDRESS]``."""
     parser = argparse.ArgumentParser(prog="python -m demo_app", description="casare_workers demo")
     parser.add_argument("--screenshot", type=Path, help="write a PNG of the window here")
     parser.add_argument("--run-for", type=float, help="run the scripted scenario, then quit")
@@ -154,7 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ADDRESS",
         help="add a Dask pool on this scheduler ('local' starts a LocalCluster)",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; see the module docstring."""
+    args = parse_args(argv)
     if not _has_display():
         print("demo_app: no display found; running the scripted scenario offscreen.")
         os.environ["QT_QPA_PLATFORM"] = "offscreen"

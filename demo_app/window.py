@@ -279,7 +279,7 @@ class DemoWindow(QMainWindow):
         job = self.job
         if job is None:
             return
-        if job.is_paused():
+        if job.paused:
             job.resume()
             self.pause_job.setText("Pause job")
         else:

@@ -53,5 +53,5 @@ nitpick_ignore_regex = [
     ("py:.*", r"(Q[A-Za-z]+|Signal|Slot)(\..*)?"),
     # Type variables and generic bases appear under their private module paths.
     ("py:.*", r"casare_workers\._\w+\.(T|R|P|TaskHandle|PoolKind|TaskLike|LongJob)"),
-    ("py:.*", r"(PoolKind|TaskLike)"),
+    ("py:.*", r"(PoolKind|TaskLike|KeyPolicy)"),
 ]

@@ -15,7 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QCoreApplication
 
-from casare_workers import TaskContext, Worker
+from casare_workers import TaskContext, Worker, asyncify
 
 #: Seconds a task waits for a cancellation before giving up (a hang guard).
 WAIT = 30.0
@@ -210,3 +210,11 @@ def logged(fn: Any) -> Any:
 def decorated_count_to(n: int, ctx: TaskContext) -> int:
     ctx.progress(n, n)
     return n
+
+
+@asyncify(pool="proc")
+def asyncified_square(x: int, *, ctx: TaskContext | None = None) -> tuple[int, bool]:
+    """Decorated in place, as asyncio.md shows: this module's name now holds the wrapper."""
+    if ctx is not None:
+        ctx.progress(1, 1)
+    return x * x, ctx is not None

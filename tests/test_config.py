@@ -35,6 +35,16 @@ def test_invalid_environment_values_name_the_variable(raw: str) -> None:
         resolve_pool_configs(None, {"CASARE_WORKERS_CPU": raw})
 
 
+@pytest.mark.parametrize("spec", [3, PoolConfig(3)])
+def test_a_size_given_in_code_wins_over_an_invalid_environment_value(spec: Any) -> None:
+    env = {"CASARE_WORKERS_IO": "lots", "CASARE_WORKERS_CPU": "1"}
+    configs = resolve_pool_configs({"io": spec}, env)
+    assert configs["io"].max_workers == 3  # the variable is not read at all
+    assert configs["cpu"].max_workers == 1  # the others still follow the environment
+    with pytest.raises(ConfigurationError, match="CASARE_WORKERS_IO='lots'"):
+        resolve_pool_configs({"cpu": 2}, env)  # io not given in code: still refused
+
+
 def test_empty_environment_value_means_default() -> None:
     assert resolve_pool_configs(None, {"CASARE_WORKERS_IO": ""}) == resolve_pool_configs(None, {})
 

@@ -630,3 +630,34 @@ def test_a_fire_and_forget_long_job_or_worker_failure_is_logged(
 
         qtbot.waitUntil(both_logged, timeout=10_000)
     assert all("LookupError: nobody is listening" in r.getMessage() for r in caplog.records)
+
+
+def test_then_with_a_context_in_a_plain_thread_runs_on_the_gui_thread_after_a_grace(
+    manager: WorkerManager, caplog: pytest.LogCaptureFixture, qtbot: Any, gate: Gate
+) -> None:
+    made: list[QObject] = []
+    ready = threading.Event()
+
+    def plain_thread() -> None:
+        made.append(QObject())  # lives in this thread, which never runs a Qt event loop
+        ready.set()
+        gate.wait()
+
+    thread = threading.Thread(target=plain_thread)
+    thread.start()
+    try:
+        assert ready.wait(10)
+        ran_on: list[bool] = []
+        handle = manager.submit(abs, -3)
+        handle.then(  # from the GUI thread: not certain to be wrong yet, so accepted
+            lambda _v: ran_on.append(threading.current_thread() is threading.main_thread()),
+            context=made[0],
+        )
+        gc.collect()  # nothing the grace path needs may be left to the collector
+        with caplog.at_level(logging.WARNING, logger="casare_workers"):
+            qtbot.waitUntil(lambda: bool(ran_on), timeout=10_000)
+        assert ran_on == [True]
+        assert "runs no event loop" in caplog.text
+    finally:
+        gate.open()
+        thread.join(10)

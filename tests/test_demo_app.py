@@ -85,7 +85,7 @@ def test_long_job_pauses_resumes_and_reports(demo: DemoWindow, qtbot: Any) -> No
     assert job is not None
     qtbot.waitUntil(lambda: job.state is TaskState.RUNNING, timeout=10_000)
     demo.pause_job.click()
-    qtbot.waitUntil(job.is_paused, timeout=10_000)
+    qtbot.waitUntil(lambda: job.paused, timeout=10_000)
     assert demo.pause_job.text() == "Resume job"
     demo.pause_job.click()
     _wait_for_report(qtbot, demo, "long job: digest")

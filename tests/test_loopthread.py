@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 import traceback
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 import shiboken6
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QEventLoop, QObject, QTimer
 
 from casare_workers import (
     BlockingCallError,
@@ -418,6 +419,72 @@ def test_loopthread_blocking_call_guards(
         lt.options(timeout=10).call(recurse)
     with pytest.raises(BlockingCallError, match="needs a timeout"):
         lt.close(timeout=None)
+
+
+def test_loopthread_call_refuses_inside_the_running_gui_loop_even_with_a_timeout(
+    make_thread: Callable[..., LoopThread], qapp: Any
+) -> None:
+    # The docs' own LoopThread("uia", timeout=10): a default timeout used to let call()
+    # block the running GUI loop for the whole call.
+    lt = make_thread("uia", timeout=10)
+    ran = threading.Event()
+    outcomes: list[object] = []
+
+    def from_a_qt_slot() -> None:
+        try:
+            outcomes.append(lt.call(ran.set))
+        except BlockingCallError as exc:
+            outcomes.append(exc)
+        try:
+            outcomes.append(lt.options(timeout=5).call(ran.set))
+        except BlockingCallError as exc:
+            outcomes.append(exc)
+        loop.quit()
+
+    loop = QEventLoop()
+    QTimer.singleShot(0, from_a_qt_slot)
+    QTimer.singleShot(10_000, loop.quit)  # hang guard
+    loop.exec()
+    assert len(outcomes) == 2
+    for outcome in outcomes:
+        assert isinstance(outcome, BlockingCallError)
+        assert "wrap_future(thread.submit" in str(outcome)
+    assert not ran.is_set()  # refused before anything was queued
+    # Start-up code (no event loop running yet) may still block with a timeout.
+    assert lt.call(lambda: "start-up") == "start-up"
+
+
+def test_loopthread_call_refuses_inside_a_coroutine_and_await_works(
+    make_thread: Callable[..., LoopThread], qasync_loop: Any
+) -> None:
+    lt = make_thread("uia", timeout=10)
+
+    async def title() -> str:
+        return "Notepad"
+
+    async def main() -> str:
+        coro = title()
+        with pytest.raises(BlockingCallError, match="event loop is running"):
+            lt.options(timeout=5).call(coro)
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED  # never "not awaited"
+        return await asyncio.wrap_future(lt.submit(title()))
+
+    assert qasync_loop.run(main()) == "Notepad"
+
+
+def test_loopthread_call_of_a_coroutine_with_a_timeout_argument_says_how(
+    make_thread: Callable[..., LoopThread],
+) -> None:
+    lt = make_thread("uia")
+
+    async def get_window_title(hwnd: int) -> str:
+        return f"window {hwnd}"
+
+    coro = get_window_title(7)
+    with pytest.raises(TypeError, match=r"options\(timeout=\.\.\.\)\.call\(coro\)"):
+        lt.call(coro, timeout=10)
+    assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED  # no "never awaited"
+    assert lt.options(timeout=10).call(get_window_title(7)) == "window 7"
 
 
 def test_loopthread_owner_destroyed_closes_it(

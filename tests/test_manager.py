@@ -715,6 +715,7 @@ def test_call_in_gui_thread_from_a_qthread(manager: WorkerManager, qtbot: Any) -
 def test_default_manager_is_one_per_process_until_shut_down(qapp: Any) -> None:
     from casare_workers import default_manager, set_default_manager
 
+    set_default_manager(None)
     first = default_manager()
     try:
         assert default_manager() is first
@@ -842,3 +843,153 @@ def test_qobject_result_with_a_parent_fails_the_task_clearly(manager: WorkerMana
 
     with pytest.raises(TypeError, match="has a parent"):
         wait_for_handle(manager.submit(make_child))
+
+
+def test_the_first_manager_an_application_creates_is_the_default(qapp: Any, qtbot: Any) -> None:
+    # README and guide say manager = WorkerManager(), longjobs.md LongJob(fn).start():
+    # the job used to land on a second, invisible manager that survived the first's
+    # shutdown.
+    from casare_workers import LongJob, default_manager, set_default_manager
+
+    set_default_manager(None)
+    app_manager = WorkerManager()
+    library_manager = WorkerManager(default=False)
+    second = WorkerManager()
+    try:
+        assert default_manager() is app_manager
+        job: LongJob[int] = LongJob(lambda: 42)
+        job.start()
+        assert job in app_manager.live_jobs()
+        with qtbot.waitSignal(job.result, timeout=5000) as blocker:
+            pass
+        assert blocker.args == [42]
+        qtbot.waitUntil(app_manager.is_idle, timeout=5000)
+        assert app_manager.statistics().jobs.succeeded == 1
+        assert second.statistics().jobs.started == 0
+        app_manager.shutdown()
+        third = WorkerManager()  # the default was shut down: the next manager takes over
+        assert default_manager() is third
+        third.shutdown()
+    finally:
+        for manager in (app_manager, library_manager, second):
+            manager.shutdown()
+        set_default_manager(None)
+
+
+def test_owner_window_closed_cancels_its_tasks(
+    manager: WorkerManager, qtbot: Any, make_gate: Any
+) -> None:
+    window = QWidget()
+    qtbot.addWidget(window)
+    child = QWidget(window)  # owner= a widget inside the window: the same rule
+    window.show()
+    gate, running_gate = make_gate(), make_gate()
+    seen: list[bool] = []
+
+    def job(ctx: TaskContext) -> str:
+        running_gate.open()
+        ctx.wait(10)
+        seen.append(ctx.cancelled)
+        return "late"
+
+    running = manager.options(owner=child).submit(job)
+    waiting = manager.options(owner=child, pool="background").submit(gate.wait)
+    events = record(running)
+    running_gate.wait()
+    window.hide()  # hiding (to a tray) is not closing
+    qapp_events(qtbot)
+    assert not running.done()
+    window.show()
+    window.close()
+    qtbot.waitUntil(lambda: "finished" in events, timeout=5000)
+    assert events[-2:] == ["cancelled", "finished"]  # the owner lives: it is told
+    assert running.cancel_reason == "window closed"
+    assert waiting.cancelled()
+    qtbot.waitUntil(lambda: seen == [True], timeout=5000)
+    gate.open()
+    assert manager.wait_for_done(5)
+    after = manager.options(owner=child).submit(abs, -1)  # a reopened window works again
+    assert wait_for_handle(after) == 1
+
+
+def qapp_events(qtbot: Any) -> None:
+    """Let the event loop run once (posted events, zero timers)."""
+    qtbot.wait(0)
+
+
+def test_key_policy_join_runs_one_request_for_identical_callers(
+    manager: WorkerManager, gate: Gate, qtbot: Any
+) -> None:
+    # A refresh storm: key= alone supersedes (cancel the old, start the new), so two
+    # identical uninterruptible requests ran at once.  Single flight joins them.
+    runs: list[str] = []
+
+    def fetch_models(provider: str) -> list[str]:
+        runs.append(provider)
+        gate.wait()
+        return [f"{provider}-large", f"{provider}-small"]
+
+    panel = QObject()
+    opts = manager.options(owner=panel, key="models", key_policy="join")
+    first = opts.submit(fetch_models, "acme")
+    shown: list[list[str]] = []
+    first.then(shown.append)
+    qtbot.waitUntil(lambda: runs == ["acme"], timeout=5000)
+    second = opts.submit(fetch_models, "acme")
+    assert second is first  # joined: nothing new runs
+    second.then(shown.append)
+    second_panel = QObject()
+    elsewhere = manager.options(owner=second_panel, key="models", key_policy="join")
+    other_panel = elsewhere.submit(lambda: ["other"])  # keys are per owner
+    assert other_panel is not first
+    gate.open()
+    assert wait_for_handle(first) == ["acme-large", "acme-small"]
+    assert runs == ["acme"]
+    assert shown == [["acme-large", "acme-small"]] * 2
+    again = opts.submit(fetch_models, "acme")  # the first has ended: a new request runs
+    assert again is not first
+    assert wait_for_handle(again) == ["acme-large", "acme-small"]
+    assert runs == ["acme", "acme"]
+    assert manager.wait_for_done(5)
+
+
+def test_key_policy_join_from_many_threads_at_once_runs_once(
+    manager: WorkerManager, gate: Gate
+) -> None:
+    runs: list[int] = []
+    opts = manager.options(key="quota", key_policy="join")
+    barrier = threading.Barrier(8, timeout=10)
+    handles: list[Any] = []
+
+    def quota() -> None:
+        runs.append(1)
+        gate.wait()
+
+    def request() -> None:
+        barrier.wait()
+        handles.append(opts.submit(quota))
+
+    threads = [threading.Thread(target=request) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(handles) == 8
+    assert len({id(h) for h in handles}) == 1  # every caller holds the one in flight
+    gate.open()
+    assert manager.wait_for_done(5)
+    assert runs == [1]
+
+
+def test_key_policy_is_checked_when_the_options_are_made(manager: WorkerManager) -> None:
+    with pytest.raises(ConfigurationError, match="key_policy must be one of"):
+        manager.options(key="k", key_policy="queue")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="needs a key"):
+        manager.options(key_policy="join")
+    opts = manager.options(key="k", key_policy="join")
+    with pytest.raises(ConfigurationError, match=r"applies to submit\(\)"):
+        opts.map(abs, [1])
+    from casare_workers import Worker
+
+    with pytest.raises(ConfigurationError, match=r"applies to submit\(\)"):
+        opts.start(Worker(abs, 1))

@@ -100,7 +100,7 @@ MISUSES: dict[str, Misuse] = {
         ("chunksize", ">= 1", "got 0"),
     ),
     "Worker of a non-callable": Misuse(
-        lambda m: Worker(3),  # type: ignore[arg-type]
+        lambda m: Worker(3),
         TypeError,
         ("expects a callable", "got 3", "Worker(fn, ...)"),
     ),
@@ -115,7 +115,7 @@ MISUSES: dict[str, Misuse] = {
         ("casare_workers.Worker", "function", "use submit(fn, ...)"),
     ),
     "LongJob of a non-callable": Misuse(
-        lambda m: LongJob(7, manager=m),  # type: ignore[call-overload]
+        lambda m: LongJob(7, manager=m),
         TypeError,
         ("expects a callable", "int", "owner=widget"),
     ),

@@ -934,3 +934,18 @@ def test_process_worker_exits_when_the_gui_process_is_killed(tmp_path: Path) -> 
         assert readable, f"worker {worker} outlived its killed GUI process"
     finally:
         os.close(fd)
+
+
+def test_asyncify_on_a_module_level_function_runs_in_a_worker_process(
+    mgr: WorkerManager, qasync_loop: Any
+) -> None:
+    # @asyncify(pool="cpu") replaced the module attribute, and pickling the original
+    # function by name failed with SerializationError ("not the same object").
+    from casare_workers import set_default_manager
+
+    set_default_manager(mgr)
+    try:
+        value = qasync_loop.run(tasks.asyncified_square(7))
+    finally:
+        set_default_manager(None)
+    assert value == (49, True)  # ran in a worker process, with its ctx

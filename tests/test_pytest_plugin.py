@@ -23,8 +23,17 @@ def test_manager_fixture_passes_clean_tests_and_fails_leftovers(pytester: pytest
 
         def test_leaves_a_task_running(manager):
             manager.submit(lambda ctx: ctx.wait(30))
+
+        def test_is_the_default_manager(manager, qtbot):
+            from casare_workers import LongJob, default_manager
+
+            assert default_manager() is manager
+            job = LongJob(lambda: 1)  # no manager=: the test's manager tracks it
+            job.start()
+            assert job in manager.live_jobs()
+            qtbot.waitUntil(manager.is_idle, timeout=5000)
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2, errors=1)
+    result.assert_outcomes(passed=3, errors=1)
     result.stdout.fnmatch_lines(["*the test left work behind: tasks not delivered*"])

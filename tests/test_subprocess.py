@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 import shiboken6
-from PySide6.QtCore import QObject, Slot
+from PySide6.QtCore import QObject, Qt, Slot
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QDialog, QPlainTextEdit
 
 from casare_workers import (
     ConfigurationError,
@@ -81,6 +83,10 @@ class LineSink(QObject):
 
     def lines(self) -> list[str]:
         return [text for kind, text in self.events if kind in ("stdout", "stderr")]
+
+
+def pid_of(job: SubprocessJob) -> int | None:
+    return job.pid  # through a function: mypy would keep an asserted None narrowed
 
 
 def run_to_end(qtbot: Any, manager: WorkerManager, job: LongJob[Any]) -> None:
@@ -174,6 +180,30 @@ def test_run_process_on_line_errors_are_logged_and_the_run_goes_on(
     assert result.ok
     assert result.output_tail == ("1", "2")
     assert "on_line" in caplog.text
+
+
+def test_run_process_on_line_may_take_the_text_alone(qasync_loop: Any) -> None:
+    # The docs' own example: on_line=log.appendPlainText (a Qt method: no signature to
+    # read) used to drop every line with a logged TypeError.
+    log = QPlainTextEdit()
+    texts: list[str] = []
+
+    async def main() -> ProcessResult:
+        await run_process(child("print('one'); print('two')"), on_line=texts.append)
+        return await run_process(child("print('a'); print('b')"), on_line=log.appendPlainText)
+
+    result = qasync_loop.run(main())
+    assert result.ok
+    assert texts == ["one", "two"]  # a Python one-argument callable: decided up front
+    assert log.toPlainText() == "a\nb"  # a builtin: decided at the first line
+    log.deleteLater()
+
+
+def test_run_process_on_line_that_takes_neither_form_is_refused_at_once() -> None:
+    with pytest.raises(TypeError, match=r"on_line must take \(text, stream\) or \(text\)"):
+        asyncio.run(run_process([PY, "-c", "pass"], on_line=lambda: None))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="on_line must be a callable"):
+        asyncio.run(run_process([PY, "-c", "pass"], on_line="log"))  # type: ignore[arg-type]
 
 
 @posix_only
@@ -399,6 +429,45 @@ def test_subprocess_job_owner_destroyed_kills_the_child_silently(
     assert [kind for kind, _ in sink.events] == ["stdout"]  # nothing after the owner died
 
 
+@posix_only
+def test_subprocess_job_owner_dialog_closed_with_escape_stops_the_child(
+    manager: WorkerManager, qtbot: Any, reap: list[int]
+) -> None:
+    # The first user's installer: SubprocessJob(owner=dialog), Esc closes the dialog.
+    # The child used to run on (the dialog was only hidden, not destroyed).
+    dialog = QDialog()
+    qtbot.addWidget(dialog)
+    dialog.show()
+    code = "import time\nprint('installing', flush=True)\ntime.sleep(60)"
+    job = SubprocessJob(child(code), owner=dialog, terminate_grace=0.2, manager=manager)
+    sink = LineSink(job)
+    assert job.pid is None  # not started yet
+    job.start()
+    qtbot.waitUntil(lambda: sink.lines() == ["installing"], timeout=20_000)
+    pid = pid_of(job)
+    assert pid is not None
+    reap.append(pid)
+    QTest.keyClick(dialog, Qt.Key.Key_Escape)
+    assert not dialog.isVisible()
+    run_to_end(qtbot, manager, job)
+    assert wait_dead(pid)
+    assert job.state is TaskState.CANCELLED
+    assert job.cancel_reason == "window closed"
+    assert sink.events[-1] == ("cancelled", None)  # the dialog lives: it is told
+    assert job.pid == pid  # still readable after the end
+
+
+@posix_only
+def test_subprocess_job_pid_is_the_child_process(
+    manager: WorkerManager, qtbot: Any, reap: list[int]
+) -> None:
+    job = SubprocessJob(child("import os; print(os.getpid())"), manager=manager)
+    sink = LineSink(job)
+    job.start()
+    run_to_end(qtbot, manager, job)
+    assert job.pid == int(sink.lines()[0])
+
+
 def test_subprocess_job_can_be_awaited_from_a_coroutine(
     manager: WorkerManager, qtbot: Any
 ) -> None:
@@ -423,6 +492,8 @@ def test_subprocess_job_bad_arguments_are_refused_at_construction(manager: Worke
         SubprocessJob([PY], terminate_grace=0, manager=manager)
     with pytest.raises(LookupError):
         SubprocessJob([PY], encoding="klingon", manager=manager)
+    with pytest.raises(ConfigurationError, match="tail_lines"):
+        SubprocessJob([PY], tail_lines=-1, manager=manager)
 
 
 @posix_only
