@@ -22,7 +22,9 @@ vanished scheduler can delay results, not freeze the window.  The connection is 
 when the pool is built, in the background; while it is being made, submitted work
 waits in the queue; if it fails, the queued tasks end with ``ClusterUnavailableError``
 and later submits raise it at once (and start a new attempt), so nothing waits for a
-cluster that is not there.
+cluster that is not there.  An attempt is bounded by ``connect_timeout`` (plus
+:data:`CONNECT_GRACE`) even against a scheduler that never answers, and a stopping pool
+does not wait for one that no task needs.
 
 What a cluster cannot do that a local process pool does: kill a task.  A cancelled or
 timed-out task is cancelled in Dask (released at once if it had not started) and its
@@ -47,7 +49,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import _daskworker
 from ._config import PoolConfig
-from ._errors import ClusterUnavailableError, ConfigurationError, ManagerShutdownError
+from ._errors import (
+    ClusterUnavailableError,
+    ConfigurationError,
+    ManagerShutdownError,
+    describe_exception,
+)
 from ._introspect import PLAIN
 from ._pool import TaskCounters
 from ._remote import apply_progress, dump_items, dumps_checked, start_task
@@ -79,11 +86,64 @@ CHUNKS_PER_WORKER = 4
 #: Seconds a blocking Dask call may take on the service thread (fetching a result,
 #: cancelling, closing) before the pool gives up on it.
 CALL_TIMEOUT = 10.0
+#: Seconds a connection attempt may take beyond ``connect_timeout`` before the pool
+#: gives up on it (Dask's own timeout does not cover every stage: see _ConnectAttempt).
+CONNECT_GRACE = 1.0
 
 
 def _dumps(obj: object) -> bytes:
     data: bytes = cloudpickle.dumps(obj)
     return data
+
+
+class _ConnectAttempt:
+    """One ``distributed.Client(address)`` call, on a daemon thread of its own.
+
+    Dask's ``timeout`` bounds reaching the scheduler but not its handshake: a peer that
+    accepts the connection and never answers (a hung scheduler, a wrong port behind a
+    proxy) holds the call for ever (measured with distributed 2026.8: its handshake
+    read has no timeout).  So the service thread waits for the attempt with its own
+    bound and stays free to serve ``stop()``; an attempt given up that still succeeds
+    later closes its client, so nothing is left connected.
+    """
+
+    def __init__(self, pool: DaskPool) -> None:
+        self._pool = pool
+        self._address = pool._address
+        self._timeout = pool._connect_timeout
+        self._lock = threading.Lock()
+        self.client: Any = None
+        self.error: BaseException | None = None
+        self.done = False
+        self._given_up = False
+        self.thread = threading.Thread(
+            target=self._run, name=f"casare-{pool.name}-connect", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self) -> None:
+        client: Any = None
+        error: BaseException | None = None
+        try:
+            client = distributed.Client(self._address, timeout=self._timeout, set_as_default=False)
+        except Exception as exc:
+            error = exc
+        with self._lock:
+            self.client, self.error, self.done = client, error, True
+            late = self._given_up
+        if late:
+            if client is not None:
+                _quietly(client.close, CALL_TIMEOUT)
+        else:
+            self._pool._poke()  # the service thread waits for this
+
+    def give_up(self) -> bool:
+        """Abandon the attempt; False if it has just ended (then use its outcome)."""
+        with self._lock:
+            if self.done:
+                return False
+            self._given_up = True
+            return True
 
 
 class _MapState:
@@ -156,6 +216,7 @@ class DaskPool(TaskCounters):
         self._topic = f"casare-progress-{name}-{self._token}"
         self._events_set: list[str] = []
         self._status = "connecting"
+        self._attempt: _ConnectAttempt | None = None
         self._error: BaseException | None = None
         self._cluster_workers = 0
         self._accepting = True
@@ -282,7 +343,7 @@ class DaskPool(TaskCounters):
                 self._signal_ended()
                 self._dispatch()
                 with self._cv:
-                    if self._stopping and not self._heap and not self._inflight:
+                    if self._stopping and self._nothing_to_run():
                         return
         except BaseException:
             logger.exception("pool %r: the Dask service thread failed", self.name)
@@ -296,9 +357,9 @@ class DaskPool(TaskCounters):
             if client is None or (self._owns_client and client.status != "running"):
                 if client is not None:
                     _quietly(client.close, CALL_TIMEOUT)
-                client = distributed.Client(
-                    self._address, timeout=self._connect_timeout, set_as_default=False
-                )
+                client = self._open_client()
+                if client is None:  # stopped meanwhile, with nothing left to run
+                    return
             elif client.status != "running":
                 raise OSError(f"the client given to the pool is {client.status}")
             client.subscribe_topic(self._topic, self._on_event)
@@ -312,6 +373,47 @@ class DaskPool(TaskCounters):
             self._error = None
             self._cluster_workers = workers
             self._dirty = True
+
+    def _nothing_to_run(self) -> bool:
+        # Called with the lock held: nothing in flight, and every queued job's task has
+        # ended (cancelled by the shutdown; dropped from the heap when dispatched).
+        return not self._inflight and all(job.task._finished for _, _, job in self._heap)
+
+    def _open_client(self) -> Any:
+        """Connect, within ``connect_timeout`` (+ a grace) whatever the scheduler does.
+
+        Returns:
+            The client, or None if the pool was stopped meanwhile with nothing left to
+            run (a connection nobody needs is not waited for).
+
+        Raises:
+            Exception: The attempt failed, or timed out.
+        """
+        previous = self._attempt
+        if previous is not None and previous.thread.is_alive():
+            # Given up earlier and still hanging in Dask: one such thread is enough.
+            raise TimeoutError("an earlier connection attempt has still had no answer")
+        attempt = self._attempt = _ConnectAttempt(self)
+        deadline = time.monotonic() + self._connect_timeout + CONNECT_GRACE
+        timed_out = False
+        with self._cv:
+            while not attempt.done:
+                if self._abort or (self._stopping and self._nothing_to_run()):
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    timed_out = True
+                    break
+                self._cv.wait(remaining)
+        if attempt.give_up():
+            if timed_out:
+                raise TimeoutError(
+                    f"no answer within the connect_timeout of {self._connect_timeout} s"
+                )
+            return None
+        if attempt.error is not None:
+            raise attempt.error
+        return attempt.client
 
     def _unavailable(self, exc: BaseException) -> None:
         with self._cv:
@@ -390,7 +492,7 @@ class DaskPool(TaskCounters):
         if not isinstance(exc, ClusterUnavailableError):
             error = ClusterUnavailableError(
                 f"the result of task {job.task.name!r} could not be fetched from the "
-                f"cluster ({type(exc).__name__}: {exc})"
+                f"cluster ({describe_exception(exc)})"
             )
             error.__cause__ = exc
             exc = error
@@ -575,13 +677,27 @@ class DaskPool(TaskCounters):
             return [task for task in seen.values() if task._state is _QUEUED]
 
     def still_running(self) -> list[str]:
-        """Names of the tasks in flight on the cluster."""
+        """Names of the tasks in flight on the cluster, and a connection attempt under way.
+
+        A connection attempt cannot be interrupted: one given up on (the pool stopped,
+        or the scheduler never answered) goes on, on its daemon thread, until Dask
+        returns; a shutdown reports it here instead of claiming to be clean.
+        """
         with self._cv:
-            return [job.task.name for job in self._inflight.values()]
+            names = [job.task.name for job in self._inflight.values()]
+        attempt = self._attempt
+        if attempt is not None and attempt.thread.is_alive():
+            names.append(f"connecting to {self._describe_target()}")
+        return names
 
     def threads(self) -> list[threading.Thread]:
-        """The pool's own live thread (Dask's client threads are Dask's)."""
-        return [self._service] if self._service.is_alive() else []
+        """The pool's own live threads (Dask's client threads are Dask's)."""
+        attempt = self._attempt
+        return [
+            thread
+            for thread in (self._service, attempt.thread if attempt is not None else None)
+            if thread is not None and thread.is_alive()
+        ]
 
     # -- shutting down ----------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ __all__ = (
     "ThreadClosedError",
     "UnknownPoolError",
     "WorkerCrashedError",
+    "describe_exception",
 )
 
 
@@ -162,3 +163,19 @@ class ClusterUnavailableError(CasareWorkersError, ConnectionError):
     nothing is queued into the void), and the error a task ends with when the connection
     is lost before the task could be handed to the cluster.
     """
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``"TypeName: text"`` for an error message, even when ``str(exc)`` itself raises.
+
+    A user's exception can have a broken (or hostile) ``__str__``; formatting it into
+    one of the library's own messages must never raise instead, or the failure being
+    reported (a failed initializer, a result that cannot travel) would be lost and
+    whatever was to be resolved would stay pending for ever.
+    """
+    name = type(exc).__qualname__
+    try:
+        text = str(exc)
+    except BaseException as why:  # any failure of the user's code is contained
+        return f"{name} (its str() raised {type(why).__qualname__})"
+    return f"{name}: {text}" if text else name

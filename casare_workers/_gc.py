@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import gc
 
-from PySide6.QtCore import QTimer
+import shiboken6
+from PySide6.QtCore import QTimer, qAddPostRoutine
 
 from ._engine import get_engine
 from ._errors import ConfigurationError
@@ -37,11 +38,17 @@ class GuiGarbageCollector:
 
     Create it with :func:`collect_garbage_on_gui_thread`.  While it is active the
     automatic collector is disabled (``gc.isenabled()`` is False); :meth:`stop` restores
-    the state it found.  Everything here runs on the GUI thread.
+    the state it found.  It lives as long as the ``QCoreApplication``: when that is
+    destroyed (an embedding application, a test runner making a new one), the collector
+    stops and automatic collection is back at once; call
+    :func:`collect_garbage_on_gui_thread` again for the next application.  Everything
+    here runs on the GUI thread.
     """
 
     def __init__(self, interval_ms: int) -> None:
         self._was_enabled = gc.isenabled()
+        self._stopped = False
+        self._interval_ms = interval_ms
         self._timer = QTimer()
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self.check)
@@ -51,13 +58,13 @@ class GuiGarbageCollector:
 
     @property
     def active(self) -> bool:
-        """True until :meth:`stop`."""
-        return self._timer.isActive()
+        """True until :meth:`stop`, or until the application is destroyed."""
+        return not self._stopped and shiboken6.isValid(self._timer) and self._timer.isActive()
 
     @property
     def interval_ms(self) -> int:
         """Milliseconds between threshold checks."""
-        return self._timer.interval()
+        return self._interval_ms
 
     def check(self) -> int:
         """Collect the generation the interpreter's thresholds call for, if any.  GUI thread.
@@ -78,13 +85,29 @@ class GuiGarbageCollector:
         return gc.collect(generation)
 
     def stop(self) -> None:
-        """Stop the timer and give collection back to the interpreter.  GUI thread."""
+        """Stop the timer and give collection back to the interpreter.  GUI thread.
+
+        Idempotent; also called when the application is destroyed (its timer is then
+        gone already).
+        """
         global _active
-        self._timer.stop()
-        if self._was_enabled:
-            gc.enable()
         if _active is self:
             _active = None
+        if self._stopped:
+            return
+        self._stopped = True
+        if shiboken6.isValid(self._timer):
+            self._timer.stop()
+        if self._was_enabled:
+            gc.enable()
+
+
+def _application_destroyed() -> None:
+    # Runs from the QCoreApplication's destructor (Qt's post routines), on the GUI
+    # thread: the timer dies with the application, and collection must not stay off.
+    active = _active
+    if active is not None:
+        active.stop()
 
 
 def collect_garbage_on_gui_thread(interval_ms: int = DEFAULT_INTERVAL_MS) -> GuiGarbageCollector:
@@ -118,6 +141,10 @@ def collect_garbage_on_gui_thread(interval_ms: int = DEFAULT_INTERVAL_MS) -> Gui
             "collect_garbage_on_gui_thread() must be called on the GUI thread (its timer "
             "lives there); call it right after creating the QApplication"
         )
-    if _active is None or not _active.active:
+    if _active is not None and not _active.active:
+        _active.stop()  # left from an application destroyed unnoticed: restore its state
+    if _active is None:
         _active = GuiGarbageCollector(interval_ms)
+        # Qt forgets its post routines once it has run them: one per application.
+        qAddPostRoutine(_application_destroyed)
     return _active

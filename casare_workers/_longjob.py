@@ -80,6 +80,7 @@ from ._task import (
     TaskContext,
     TaskError,
     _cancel_event_of,
+    _hand_over_to_gui,
     _mirror_into,
     _Unretrieved,
     _ViewFuture,
@@ -1168,6 +1169,8 @@ class LongJob(QThread, Generic[T]):
                 ctx = JobContext(cast(Any, core))
                 try:
                     value = self._invoke(ctx)
+                    if isinstance(value, QObject):  # made here: it must not keep this thread
+                        _hand_over_to_gui(value, core._engine.thread(), f"long job {core.name!r}")
                 except BaseException as exc:
                     core._conclude(None, exc)
                 else:

@@ -20,9 +20,11 @@ Data flow::
 
 A call is a plain function, a coroutine function or a coroutine object; a function that
 returns an awaitable has it awaited.  The caller's Future gets the value or the
-original exception object.  A per-call timeout fails the Future at the deadline (counted
-from submission): a queued call never starts, a running coroutine is cancelled, a
-running plain function cannot be interrupted and its eventual result is discarded.
+original exception object (``SystemExit``, ``KeyboardInterrupt`` and ``GeneratorExit``
+included: they end that call only, never the thread).  A per-call timeout fails the
+Future at the deadline (counted from submission): a queued call never starts, a running
+coroutine is cancelled, a running plain function cannot be interrupted and its eventual
+result is discarded.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread
 
@@ -50,6 +52,7 @@ from ._errors import (
     InitializerError,
     TaskTimeoutError,
     ThreadClosedError,
+    describe_exception,
 )
 from ._owners import OwnerRecord, check_owner
 from ._watchdog import Watchdog
@@ -101,6 +104,10 @@ class _Call:
     def _timed_out(self) -> None:
         """The watchdog's deadline passed (watchdog thread)."""
         self.owner._expire(self)
+
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
+        """Call ``fn(self)`` once the call's Future is resolved (the watchdog drops its entry)."""
+        self.future.add_done_callback(lambda _future: fn(self))
 
 
 class _CallFuture(Future[T]):
@@ -327,7 +334,7 @@ class LoopThread:
         if wake is not None and loop is not None:
             loop.call_soon_threadsafe(wake.set)
         if timeout is not None:
-            self._watchdog.watch(cast(Any, call), timeout)
+            self._watchdog.watch(call, timeout)
         return call.future
 
     def _call_blocking(
@@ -498,9 +505,10 @@ class LoopThread:
 
     def _broken_error(self) -> InitializerError:
         cause = self._broken
+        assert cause is not None
         err = InitializerError(
             f"the initializer of LoopThread {self.name!r} raised "
-            f"{type(cause).__name__}: {cause}; no call can run on this thread"
+            f"{describe_exception(cause)}; no call can run on this thread"
         )
         err.__cause__ = cause
         return err
@@ -552,15 +560,17 @@ class LoopThread:
             self._broken = exc
             left = list(self._items)
             self._items.clear()
-        # Logged once, here: nobody may be waiting on ``ready`` or have a call queued,
-        # and a thread that silently never works is the failure this class prevents.
-        report_callback_exception(f"the initializer of LoopThread {self.name!r}", exc)
         err = self._broken_error()
+        # Resolved before anything else that runs user code (logging formats the
+        # exception): whatever happens next, nobody waits on ``ready`` for ever.
         self.ready.set_exception(err)
         for call in left:
             call.state = _DONE
             _close_coroutine(call)
             _resolve(call.future, exc=err)
+        # Logged once, here: nobody may be waiting on ``ready`` or have a call queued,
+        # and a thread that silently never works is the failure this class prevents.
+        report_callback_exception(f"the initializer of LoopThread {self.name!r}", exc)
 
     async def _serve(self) -> None:
         wake = self._wake
@@ -620,13 +630,32 @@ class LoopThread:
 
     async def _await(self, call: _Call, awaitable: Awaitable[Any]) -> Any:
         # Its own task, so that cancelling the call never cancels the serving loop.
-        task = asyncio.ensure_future(awaitable)
+        task = asyncio.ensure_future(_contained(awaitable))
         with self._lock:
             call.task = task
             stop_now = call.cancel_requested or call.future.done()
         if stop_now:  # cancelled or timed out before it had a task to cancel
             task.cancel()
-        return await task
+        ok, value = await task
+        if not ok:
+            raise value
+        return value
+
+
+async def _contained(awaitable: Awaitable[Any]) -> tuple[bool, Any]:
+    """Await the call's awaitable; return ``(True, value)`` or ``(False, exception)``.
+
+    asyncio lets ``SystemExit`` and ``KeyboardInterrupt`` raised by a task's coroutine
+    escape the event loop (and ``GeneratorExit`` ends the loop's own coroutine), which
+    would end this thread and every call on it.  Caught here, inside the task, they
+    are held by the call's Future like any other exception; cancellation still passes.
+    """
+    try:
+        return True, await awaitable
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        return False, exc
 
 
 def _run_maybe_async(loop: asyncio.AbstractEventLoop, value: Any) -> Any:

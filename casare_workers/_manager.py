@@ -238,7 +238,7 @@ class _ManagerCore:
         self.owners: dict[int, OwnerRecord] = {}
         # The window-close listener of each record (held here: _closing holds it weakly).
         self.closers: dict[OwnerRecord, _OwnerCloser] = {}
-        self.closed = False
+        self.closed = _interpreter_exiting  # made during exit: refuses work (check_open)
         self.report: ShutdownReport | None = None
         self.busy = False
         self._watchdog = Watchdog("manager")
@@ -328,6 +328,12 @@ class _ManagerCore:
     # -- submitting -----------------------------------------------------------------------
 
     def check_open(self) -> None:
+        if self.closed and _interpreter_exiting:
+            raise ManagerShutdownError(
+                "the interpreter is exiting (this was submitted from an atexit hook, or "
+                "after the main module returned): work submitted now could never run or "
+                "be delivered. Submit it before the application quits"
+            )
         if self.closed:
             raise ManagerShutdownError(
                 "this WorkerManager has been shut down; work submitted now would never "
@@ -1124,6 +1130,26 @@ def _shutdown_all(why: str, deliver: bool, *_: object) -> None:
         except BaseException as exc:  # one manager's failure must not spare the others
             logger.error("shutdown at %s failed", why, exc_info=exc)
 
+
+# -- interpreter exit: no new work -------------------------------------------------------
+
+#: True once the interpreter has begun to exit.  Set by a ``threading`` exit hook, which
+#: runs before every ``atexit`` hook: managers are shut down then (``_shutdown_all``),
+#: and one made later (in an ``atexit`` hook, by ``default_manager()``) starts closed.
+#: As ``concurrent.futures`` does, nothing is started then: a thread may no longer be
+#: created (3.12+), or would run the work while the interpreter is torn down.
+_interpreter_exiting = False
+
+
+def _mark_interpreter_exit() -> None:
+    global _interpreter_exiting
+    _interpreter_exiting = True
+
+
+try:
+    threading._register_atexit(_mark_interpreter_exit)  # type: ignore[attr-defined]
+except RuntimeError:  # imported while the interpreter exits already
+    _interpreter_exiting = True
 
 # The process-wide default manager.  Held weakly when it adopted itself (the application
 # owns its manager); strongly when default_manager() made it or set_default_manager() was

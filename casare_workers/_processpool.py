@@ -42,7 +42,12 @@ crashed worker in half the time (50 ms vs 110 ms measured), but a crash is rare 
 behaviour on every platform is worth more.
 Consequence for users: a task's function must be importable by the worker (defined
 at module level) and the application's entry point must be guarded by
-``if __name__ == "__main__":``.
+``if __name__ == "__main__":``.  Without the guard every worker dies starting up; a
+worker says when it is up (``running`` turns :data:`~._processworker.UP`, and a
+message), so such a death is told apart from a crash: it fails the task and the
+queue with an error naming the missing guard instead of respawning for ever (see
+``_startup_failed``).  Being up is also when a task's timeout starts: it counts the
+run time, not the start-up.
 
 Cancelling a running task ends it at once as cancelled (as on threads); its process
 sees ``ctx.cancelled`` (and ``ctx.wait`` returns early) and is given ``cancel_grace``
@@ -60,6 +65,7 @@ import math
 import multiprocessing
 import pickle
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -71,7 +77,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import _processworker
 from ._config import PoolConfig
-from ._errors import ManagerShutdownError, SerializationError, WorkerCrashedError
+from ._errors import (
+    ManagerShutdownError,
+    SerializationError,
+    WorkerCrashedError,
+    describe_exception,
+)
 from ._pool import TaskCounters
 from ._remote import (
     apply_progress,
@@ -79,6 +90,7 @@ from ._remote import (
     dump_items,
     dumps_checked,
     start_task,
+    watch_timeout,
 )
 from ._state import TaskState
 from ._threadpool import PoolStatistics
@@ -107,6 +119,22 @@ CHUNKS_PER_WORKER = 4
 PIPELINE = 2
 #: Seconds ``join`` waits for killed processes after its deadline.
 KILL_WAIT = 5.0
+#: Seconds a retired worker process (idle too long, replaced, or its pool shutting down)
+#: has to exit once told to.  One that does not, usually because a task left a
+#: non-daemon thread running in it, is killed: it must not hold its pool's service
+#: thread, the pool's shutdown or the interpreter's exit.
+RETIRE_WAIT = 2.0
+#: Seconds a new worker process may take to start up (a fresh interpreter importing the
+#: application's main module and casare_workers: 0.3-1 s, more on a loaded machine)
+#: before it is killed and its task fails: a start-up that never ends (an unguarded
+#: entry point that runs an event loop in every worker) must not hold a task for ever.
+START_TIMEOUT = 60.0
+#: Worker processes in a row that may die by a signal while starting up (killed from
+#: outside, e.g. by the OS short of memory; or a crash in native code at import) before
+#: the pool gives up and fails its queue; until then each is replaced and its task
+#: queued again.  A start-up that fails by itself (an exception, exit code 1: an
+#: unguarded entry point, an import error) is given up at once: it would fail each time.
+MAX_START_KILLS = 10
 
 _SPAWN = multiprocessing.get_context("spawn")
 
@@ -158,13 +186,17 @@ class _Worker:
         "child_conn",
         "conn",
         "executor",
+        "failed_start",
         "flag",
-        "how",
         "kill_reason",
         "killed",
         "process",
+        "ready",
+        "retire_by",
         "retired",
         "running",
+        "started_at",
+        "watcher",
     )
 
     def __init__(
@@ -184,7 +216,13 @@ class _Worker:
         self.killed = False
         self.kill_reason = "cancelled"
         self.retired = False
-        self.how = "(not started)"
+        self.retire_by = 0.0
+        self.ready = False  # it said it is up (its first message)
+        self.failed_start: bool | None = None  # died starting up: give up? (decided once)
+        self.started_at = time.monotonic()
+        # The executor's management thread, kept once the executor lets go of it: it
+        # reaps the process after it has exited.
+        self.watcher: threading.Thread | None = None
 
 
 class _Job:
@@ -202,6 +240,7 @@ class _Job:
         "signalled",
         "start",
         "task",
+        "watch_pending",
         "worker",
     )
 
@@ -226,6 +265,7 @@ class _Job:
         self.seq = 0
         self.begun = False
         self.signalled = False
+        self.watch_pending = False  # its timeout starts once its worker is up
         self.worker: _Worker | None = None
 
     def describe(self) -> str:
@@ -284,6 +324,8 @@ class ProcessPool(TaskCounters):
         self._seq = itertools.count()
         self._slots = [_Slot() for _ in range(self.max_workers)]
         self._completions: deque[tuple[_Slot, _Job, Future[bytes]]] = deque()
+        # Workers told to exit whose process has not ended yet (guarded by the lock).
+        self._retiring: list[_Worker] = []
         self._service: threading.Thread | None = None
         self._wake_r: Connection | None = None
         self._wake_w: Connection | None = None
@@ -292,7 +334,10 @@ class ProcessPool(TaskCounters):
         self._accepting = True
         self._stopping = False
         self._abort = False
+        self._hurry = False  # kill retiring workers now (the shutdown's time is up)
+        self._failure: BaseException | None = None  # what stopped the service thread
         self._restarts = 0
+        self._start_kills = 0  # workers killed while starting up since one came up
 
     @property
     def timeout_fate(self) -> str:
@@ -350,6 +395,13 @@ class ProcessPool(TaskCounters):
 
     def _check_accepting(self) -> None:
         if not self._accepting:
+            failure = self._failure
+            if failure is not None:
+                raise ManagerShutdownError(
+                    f"pool {self.name!r} stopped working after an internal error "
+                    f"({describe_exception(failure)}; the log has the traceback); create a "
+                    "new WorkerManager to run more work"
+                ) from failure
             raise ManagerShutdownError(
                 f"pool {self.name!r} is shut down; create a new WorkerManager to run more work"
             )
@@ -406,7 +458,13 @@ class ProcessPool(TaskCounters):
                     for slot in self._slots
                     if slot.worker is not None and slot.worker.conn is not None
                 }
-                ready = wait([wake_r, *by_conn], self._next_deadline())
+                # A retiring worker's process sentinel turns ready when it has exited.
+                exiting = {
+                    worker.process.sentinel: worker
+                    for worker in self._retiring_now()
+                    if worker.process is not None
+                }
+                ready = wait([wake_r, *by_conn, *exiting], self._next_deadline())
                 for conn in ready:
                     if conn is wake_r:
                         # Drain first, then clear: a wake-up sent in between would be
@@ -415,6 +473,8 @@ class ProcessPool(TaskCounters):
                         # work, queued before, is handled below) or sends a new byte.
                         _drain(wake_r)
                         self._wake_pending = False
+                    elif isinstance(conn, int):
+                        self._exited(exiting[conn])
                     else:
                         self._read_progress(by_conn[conn])  # type: ignore[index]
                 self._handle_completions()
@@ -423,11 +483,29 @@ class ProcessPool(TaskCounters):
                 self._dispatch()
                 if self._stopping and self._drained():
                     return
-        except BaseException:  # a bug of ours: say so loudly, then clean up below
+        except BaseException as exc:  # a bug of ours: say so loudly (once), end every task
             logger.exception("pool %r: the service thread failed", self.name)
-            raise
+            self._fail_everything(exc)
         finally:
             self._close_everything()
+
+    def _fail_everything(self, exc: BaseException) -> None:
+        """The service thread is failing: no task may wait for it for ever."""
+        with self.lock:
+            self._accepting = False
+            self._failure = exc
+            jobs = [job for _, _, job in self._heap]
+            self._heap.clear()
+            jobs += [job for slot in self._slots for job in slot.jobs]
+        jobs += [job for _, job, _ in self._completions]
+        error = WorkerCrashedError(
+            f"pool {self.name!r} stopped working: its service thread failed "
+            f"({describe_exception(exc)}; the log has the traceback); create a new "
+            "WorkerManager to run more work"
+        )
+        error.__cause__ = exc
+        for job in jobs:
+            job.task._settle(_FAILED, None, error)
 
     def _next_deadline(self) -> float | None:
         now = time.monotonic()
@@ -437,7 +515,31 @@ class ProcessPool(TaskCounters):
             for slot in self._slots
             if slot.worker is not None and not slot.jobs
         ]
+        deadlines += [worker.retire_by for worker in self._retiring_now() if not worker.killed]
+        deadlines += [
+            worker.started_at + START_TIMEOUT
+            for slot in self._slots
+            if (worker := slot.worker) is not None
+            and slot.jobs
+            and not worker.ready
+            and not worker.killed
+        ]
         return max(0.0, min(deadlines) - now) if deadlines else None
+
+    def _retiring_now(self) -> list[_Worker]:
+        with self.lock:
+            return list(self._retiring)
+
+    def _exited(self, worker: _Worker) -> None:
+        # The process of a retired worker has ended.  Its executor's thread reaps it and
+        # ends (at once: the process is gone; bounded all the same): then nothing of
+        # the worker is left, not even a zombie.
+        watcher = worker.watcher
+        if watcher is not None:
+            watcher.join(KILL_WAIT)
+        with self.lock:
+            if worker in self._retiring:
+                self._retiring.remove(worker)
 
     def _read_progress(self, slot: _Slot) -> None:
         worker = slot.worker
@@ -447,6 +549,9 @@ class ProcessPool(TaskCounters):
         try:
             while conn.poll(0):
                 task_id, chunk, progress, status = conn.recv()
+                if task_id == 0:  # _processworker.UP_MESSAGE: set up, ready to run
+                    self._worker_up(slot, worker)
+                    continue
                 for job in slot.jobs:
                     if job.task.id != task_id or (job.map is not None and job.start != chunk):
                         continue
@@ -461,6 +566,19 @@ class ProcessPool(TaskCounters):
             # garbage: stop listening to it.
             _close(conn)
             worker.conn = None
+
+    def _worker_up(self, slot: _Slot, worker: _Worker) -> None:
+        """A worker process has started: the timeouts of the jobs handed to it begin now.
+
+        So ``timeout=`` counts the function's run time, as documented, not the start-up
+        of a fresh interpreter (which a cold pool pays before its first task).
+        """
+        worker.ready = True
+        self._start_kills = 0
+        for job in list(slot.jobs):
+            if job.watch_pending and job.worker is worker:
+                job.watch_pending = False
+                watch_timeout(job.task)
 
     def _map_progress(self, task: TaskHandle[Any], state: _MapState) -> None:
         total = task._n  # type: ignore[attr-defined]
@@ -490,8 +608,14 @@ class ProcessPool(TaskCounters):
             exc = future.exception()
             worker = job.worker
             if isinstance(exc, BrokenProcessPool) and worker is not None:
-                how = self._retire(slot, worker, restart=True)
-                if worker.running.value != job.seq:
+                how = self._retire_crashed(slot, worker)
+                never_up = worker.running.value == 0
+                if never_up and (not worker.killed or worker.kill_reason == "startup"):
+                    if self._give_up_starting(worker):
+                        self._startup_failed(job, how, exc, worker)
+                    else:  # killed from outside while starting: its job never ran
+                        self._requeue(job)
+                elif worker.running.value != job.seq:
                     # Handed to the process but never started: put it back, in its place.
                     self._requeue(job)
                 elif worker.killed:
@@ -511,6 +635,42 @@ class ProcessPool(TaskCounters):
         with self.lock:
             self._push(job)
 
+    def _give_up_starting(self, worker: _Worker) -> bool:
+        """Decide (once per worker) whether its death while starting up fails the queue."""
+        if worker.failed_start is None:
+            process = worker.process
+            code = process.exitcode if process is not None else None
+            self._start_kills += 1
+            worker.failed_start = (
+                worker.killed  # it hung: START_TIMEOUT
+                or (code is not None and code >= 0)  # it failed by itself
+                or self._start_kills >= MAX_START_KILLS
+            )
+        return worker.failed_start
+
+    def _startup_failed(
+        self, job: _Job, how: str, cause: BaseException | None, worker: _Worker
+    ) -> None:
+        """A worker process died (or hung) starting up: fail its job and the queue.
+
+        Respawning would fail the same way (an unguarded entry point fails in every
+        worker), for ever: the job it was started for ends with an error saying why,
+        so does every job still queued, and the next submit tries again.
+        """
+        error = WorkerCrashedError(
+            f"the worker process {how} while starting up, before it could run "
+            f"{job.describe()}: pool {self.name!r} could not start a worker process.  "
+            f"{_startup_hint(worker)}  Tasks queued on the pool end with this error "
+            "too; the next submit tries again."
+        )
+        error.__cause__ = cause
+        with self.lock:
+            queued = [queued_job for _, _, queued_job in self._heap]
+            self._heap.clear()
+        logger.error("pool %r: %s", self.name, error)
+        for failed in (job, *queued):
+            self._fail(failed, error)
+
     def _crash_error(self, job: _Job, how: str, cause: BaseException | None) -> BaseException:
         error = WorkerCrashedError(
             f"the worker process {how} while running {job.describe()}; pool {self.name!r} "
@@ -528,10 +688,12 @@ class ProcessPool(TaskCounters):
             return  # the worker saw the task cancelled; it has ended already
         try:
             ok, value, text, progress, status = pickle.loads(data)
-        except Exception as exc:
+        except BaseException as exc:
+            # Unpickling runs the classes' own code, which may raise anything (SystemExit
+            # included): it ends this task, never the service thread that runs all.
             error = SerializationError(
                 f"the outcome of {job.describe()} could not be unpickled in the GUI process "
-                f"({type(exc).__name__}: {exc}); return plain data whose classes are "
+                f"({describe_exception(exc)}); return plain data whose classes are "
                 "importable here"
             )
             error.__cause__ = exc
@@ -593,6 +755,12 @@ class ProcessPool(TaskCounters):
             if slot.jobs and worker is not None:
                 if self._abort:
                     self._kill(worker, "shutdown")
+                elif (
+                    worker.running.value == 0
+                    and not worker.killed
+                    and worker.started_at + START_TIMEOUT <= now
+                ):
+                    self._kill(worker, "startup")  # it never came up: see _startup_failed
                 elif slot.kill_at is not None and slot.kill_at <= now:
                     running = worker.running.value
                     if any(job.seq == running for job in slot.abandoned()):
@@ -611,6 +779,20 @@ class ProcessPool(TaskCounters):
                 )
             ):
                 self._retire(slot, worker, restart=False)  # idle too long: free the memory
+        for worker in self._retiring_now():
+            if not worker.killed and (self._hurry or worker.retire_by <= now):
+                process = worker.process
+                logger.warning(
+                    "pool %r: worker process (pid %s) had not exited %s; killed it (a "
+                    "task probably left a non-daemon thread running in it: start such "
+                    "threads with daemon=True, or join them before returning)",
+                    self.name,
+                    process.pid if process is not None else "?",
+                    "when the shutdown's time ran out"
+                    if self._hurry
+                    else f"{RETIRE_WAIT:g} s after it was told to",
+                )
+                self._kill(worker, "retired")
 
     def _kill(self, worker: _Worker, reason: str) -> None:
         # Any thread.  The executor then fails the worker's futures (BrokenProcessPool).
@@ -673,9 +855,10 @@ class ProcessPool(TaskCounters):
         if job.begun or (state is not None and state.started):
             job.begun = True
             return not task._finished
-        if not start_task(task, self):
+        if not start_task(task, self, watch=False):
             return False
         job.begun = True
+        job.watch_pending = task._timeout is not None
         if state is not None:
             state.started = True
         task.add_done_callback(self._task_done)
@@ -737,6 +920,9 @@ class ProcessPool(TaskCounters):
         job.worker = worker
         with self.lock:
             slot.jobs.append(job)
+        if job.watch_pending and worker.ready:
+            job.watch_pending = False
+            watch_timeout(task)
         if job.map is not None:
             job.map.running.add(job)
         future.add_done_callback(lambda f: self._completed(slot, job, f))
@@ -757,31 +943,52 @@ class ProcessPool(TaskCounters):
             slot.idle_since = time.monotonic()
         return worker
 
-    def _retire(self, slot: _Slot, worker: _Worker, *, restart: bool) -> str:
-        """Shut a worker's executor down (once); return how its process ended."""
-        if worker.retired:
-            return worker.how
-        worker.retired = True
+    def _retire(self, slot: _Slot, worker: _Worker, *, restart: bool) -> None:
+        """Tell a worker's process to exit (once), without waiting for it.
+
+        Its sentinel tells the service thread when it has exited; one still running
+        :data:`RETIRE_WAIT` seconds later is killed (``_handle_deadlines``).  Waiting here
+        instead (``shutdown(wait=True)``) would hang the whole pool on a process that
+        cannot exit, e.g. one in which a task left a non-daemon thread running.
+        """
         with self.lock:
+            if worker.retired:
+                return
+            worker.retired = True
             if slot.worker is worker:
                 slot.worker = None
             if restart:
                 self._restarts += 1
+            if worker.process is not None:
+                worker.retire_by = time.monotonic() + RETIRE_WAIT
+                self._retiring.append(worker)
         for conn in (worker.conn, worker.child_conn):
             if conn is not None:
                 _close(conn)
         worker.conn = worker.child_conn = None
-        # Joins the executor's management thread, which has joined the process: quick
-        # for a dead process and for an idle one (it exits on the sentinel).
-        worker.executor.shutdown(wait=True, cancel_futures=True)
+        watcher = getattr(worker.executor, "_executor_manager_thread", None)
+        worker.watcher = watcher if isinstance(watcher, threading.Thread) else None
+        worker.executor.shutdown(wait=False, cancel_futures=True)
+
+    def _retire_crashed(self, slot: _Slot, worker: _Worker) -> str:
+        """Retire a worker whose process died; return how it ended, for the error message."""
+        self._retire(slot, worker, restart=True)
+        # The executor's own thread reaps the dead process (then ends): once it has,
+        # the exit code is known.  Bounded, like every wait on a process here.
+        if worker.watcher is not None:
+            worker.watcher.join(KILL_WAIT)
         process = worker.process
-        if process is not None:
-            worker.how = f"(pid {process.pid}) {_exit_description(process.exitcode)}"
-        return worker.how
+        if process is None:
+            return "(not started)"
+        return f"(pid {process.pid}) {_exit_description(process.exitcode)}"
 
     def _drained(self) -> bool:
         with self.lock:
-            return not self._heap and all(not slot.jobs for slot in self._slots)
+            return (
+                not self._heap
+                and all(not slot.jobs for slot in self._slots)
+                and not self._retiring
+            )
 
     def _close_everything(self) -> None:
         for slot in self._slots:
@@ -790,7 +997,21 @@ class ProcessPool(TaskCounters):
                 continue
             if slot.jobs:  # only after a failure of the service thread itself
                 self._kill(worker, "shutdown")
+                with self.lock:
+                    slot.jobs.clear()  # their tasks have ended (_fail_everything)
             self._retire(slot, worker, restart=False)
+        # Normally nothing is left here (the loop ends once every process has exited);
+        # after a failure of the service thread, what is left is killed: no process may
+        # outlive its pool.
+        with self.lock:
+            leftovers = [worker for worker in self._retiring if worker.process is not None]
+            self._retiring.clear()
+        for worker in leftovers:
+            self._kill(worker, "shutdown")
+        deadline = time.monotonic() + KILL_WAIT
+        for worker in leftovers:  # each executor's thread reaps its process, then ends
+            if worker.watcher is not None:
+                worker.watcher.join(max(0.0, deadline - time.monotonic()))
         with self._wake_lock:
             for conn in (self._wake_r, self._wake_w):
                 if conn is not None:
@@ -836,10 +1057,11 @@ class ProcessPool(TaskCounters):
     def worker_pids(self) -> list[int]:
         """Process ids of the live worker processes (for tests and diagnostics)."""
         with self.lock:
+            workers = [slot.worker for slot in self._slots] + self._retiring
             return [
                 worker.process.pid
-                for slot in self._slots
-                if (worker := slot.worker) is not None
+                for worker in workers
+                if worker is not None
                 and worker.process is not None
                 and worker.process.pid is not None
             ]
@@ -874,12 +1096,17 @@ class ProcessPool(TaskCounters):
             service.join(KILL_WAIT)
         return not service.is_alive()
 
-    def _emergency_stop(self, reason: str) -> None:
-        """Kill every busy worker and drop the queue (any thread)."""
+    def _emergency_stop(self, reason: str, *, hurry: bool = True) -> None:
+        """Kill every busy worker and drop the queue (any thread).
+
+        With ``hurry``, retiring workers that have not exited yet are killed too;
+        without, they keep the rest of their :data:`RETIRE_WAIT`.
+        """
         with self.lock:
             self._accepting = False
             self._stopping = True
             self._abort = True
+            self._hurry = self._hurry or hurry
             busy = [slot.worker for slot in self._slots if slot.jobs]
         for worker in busy:
             if worker is not None:
@@ -902,6 +1129,45 @@ def _exit_description(code: int | None) -> str:
     return f"exited with code {code}"
 
 
+def _startup_hint(worker: _Worker) -> str:
+    """Why a worker process could not start, as far as this process can tell."""
+    guard = 'if __name__ == "__main__":'
+    process = worker.process
+    code = process.exitcode if process is not None else None
+    if not worker.killed and code is not None and code < 0:
+        return (
+            f"{MAX_START_KILLS} worker processes in a row died by a signal like this "
+            "while starting up: killed from outside (the OS may be short of memory: see "
+            "PoolConfig.memory_per_worker), or a crash in native code imported at start-up."
+        )
+    if worker.killed:
+        return (
+            f"It had not started after {START_TIMEOUT:g} s.  The usual cause is an "
+            f"application entry point without an  {guard}  guard: every worker process "
+            "imports the main module, and its unguarded code (an event loop, app.exec()) "
+            "runs again there and never returns."
+        )
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if path:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as main:
+                guarded = "__main__" in main.read()
+        except OSError:
+            guarded = True  # unknown: say what is likely, not what is certain
+        if not guarded:
+            return (
+                f"The main module {path} has no  {guard}  guard: every worker process "
+                "imports it, and its unguarded code (creating the application, submitting "
+                "work) runs again there and fails.  Put the application's start-up under "
+                "that guard."
+            )
+    return (
+        f"The usual cause is an application entry point without an  {guard}  guard "
+        "(every worker process imports the main module, and its unguarded code runs "
+        "again there); the worker's traceback is on stderr."
+    )
+
+
 def _drain(conn: Connection) -> None:
     try:
         while conn.poll(0):
@@ -920,10 +1186,13 @@ def _close(conn: Connection) -> None:
 # -- at interpreter exit --------------------------------------------------------------------
 
 # concurrent.futures joins every executor's management thread at exit, and that thread
-# waits for the call its process is running: one stuck task would hang the exit forever
-# if the application never shut its manager down.  This hook runs first (hooks run in
-# reverse order of registration, and concurrent.futures registered at import) and kills
-# the busy workers of every live pool, so the join returns at once.
+# waits for the call its process is running, then for the process to exit: one stuck
+# task, or one non-daemon thread a task left running, would hang the exit forever if
+# the application never shut its manager down.  This hook runs first (hooks run in
+# reverse order of registration, and concurrent.futures registered at import): it kills
+# the busy workers of every live pool, tells the idle ones to exit, and waits for each
+# pool's service thread, which kills a worker that has not exited within RETIRE_WAIT.
+# So the joins that follow return at once, and the exit waits RETIRE_WAIT at most.
 _live_pools: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
 _hook_lock = threading.Lock()
 _hook_registered = False
@@ -946,5 +1215,11 @@ def _register_exit_hook(pool: ProcessPool) -> None:
 
 
 def _kill_all_workers() -> None:
-    for pool in list(_live_pools):
-        pool._emergency_stop("shutdown")
+    pools = list(_live_pools)
+    for pool in pools:
+        pool._emergency_stop("shutdown", hurry=False)
+    deadline = time.monotonic() + RETIRE_WAIT + KILL_WAIT
+    for pool in pools:
+        service = pool._service
+        if service is not None and service is not threading.current_thread():
+            service.join(max(0.0, deadline - time.monotonic()))

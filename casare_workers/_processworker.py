@@ -16,6 +16,13 @@ handed over when it is spawned (:func:`initialize`):
 * ``running``: a shared 64-bit integer where the worker writes the sequence number of
   the call it starts, so that after a crash the parent knows which call died with the
   process and which one had not started yet (that one is queued again, not failed).
+  :data:`UP` once the worker has started: a process that dies while it is still 0
+  died starting up (importing the application's main module, usually), and respawning
+  it would only fail again.
+
+Once set up, the worker says so over ``channel`` (the message :data:`UP_MESSAGE`): the
+parent starts a task's timeout only then, so that ``timeout=`` counts the run time,
+not the start-up of a fresh interpreter.
 
 Everything a call produces (its value or its exception, plus the final progress and
 status) is pickled here into one ``bytes`` object, so the executor only ever carries
@@ -38,7 +45,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from ._errors import SerializationError, TaskCancelledError
+from ._errors import SerializationError, TaskCancelledError, describe_exception
 from ._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK
 from ._task import TaskContext, _coerce_progress, _ProgressCallback
 
@@ -46,6 +53,8 @@ __all__ = (
     "NICENESS",
     "SEND_INTERVAL",
     "SKIPPED",
+    "UP",
+    "UP_MESSAGE",
     "RemoteContext",
     "initialize",
     "run_call",
@@ -61,6 +70,10 @@ NICENESS = 5
 #: The outcome of a call whose task was cancelled before it started (or of a map chunk
 #: that stopped between two items because its map was cancelled).
 SKIPPED = b""
+#: What ``running`` holds once the worker has started (no call yet).
+UP = -1
+#: The progress-channel message a worker sends once it is set up (task ids start at 1).
+UP_MESSAGE = (0, -1, None, None)
 
 _channel: Connection | None = None
 _cancel_flag: Any = None  # a multiprocessing RawValue('q'), shared with the parent
@@ -86,6 +99,11 @@ def initialize(channel: Connection, cancel_flag: Any, running: Any) -> None:
         threading.Thread(
             target=_exit_with_parent, args=(parent,), name="casare-parent-watch", daemon=True
         ).start()
+    running.value = UP
+    try:
+        channel.send(UP_MESSAGE)  # no other thread sends yet: the sender starts on demand
+    except (OSError, ValueError):  # the parent went away: nothing to report to
+        pass
 
 
 def _lower_priority() -> None:
@@ -264,15 +282,20 @@ def _begin(seq: int, task_id: int) -> bool:
     return task_id not in _cancelled_ids and not (flag is not None and flag.value == task_id)
 
 
+# Unpickling and pickling run arbitrary code of the user's classes (``__reduce__``,
+# ``__setstate__``), which may raise anything, SystemExit included: each is contained
+# here and ends only its own task, as a SerializationError that says what failed.
+
+
 def _load(payload: bytes, name: str) -> Any:
     try:
         return pickle.loads(payload)
-    except Exception as exc:
+    except BaseException as exc:
         raise SerializationError(
-            f"task {name!r} could not be loaded in the worker process ({type(exc).__name__}: "
-            f"{exc}); its function and arguments must be importable there: define the "
-            "function in a module (not in an interactive session) and guard the "
-            "application's entry point with  if __name__ == '__main__':"
+            f"task {name!r} could not be loaded in the worker process "
+            f"({describe_exception(exc)}); its function and arguments must be importable "
+            "there: define the function in a module (not in an interactive session) and "
+            "guard the application's entry point with  if __name__ == '__main__':"
         ) from exc
 
 
@@ -286,12 +309,13 @@ def _pack_result(value: Any, ctx: RemoteContext | None, name: str) -> bytes:
     progress, status = _final(ctx)
     try:
         return pickle.dumps((True, value, None, progress, status), pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
+    except BaseException as exc:
         error = SerializationError(
             f"the result of task {name!r} ({type(value).__qualname__}) cannot be pickled "
-            f"to send it back to the GUI process ({type(exc).__name__}: {exc}); return "
+            f"to send it back to the GUI process ({describe_exception(exc)}); return "
             "plain data (numbers, strings, bytes, lists, dicts, dataclasses) instead"
         )
+        error.__cause__ = exc
         return _pack_error(error, ctx, name)
 
 
@@ -302,10 +326,10 @@ def _pack_error(exc: BaseException, ctx: RemoteContext | None, name: str) -> byt
         data = pickle.dumps((False, exc, text, progress, status), pickle.HIGHEST_PROTOCOL)
         pickle.loads(data)  # the GUI process must be able to rebuild it, too
         return data
-    except Exception as why:
+    except BaseException as why:
         stand_in = SerializationError(
-            f"task {name!r} raised {type(exc).__qualname__}: {exc}, which cannot be sent "
-            f"back to the GUI process ({type(why).__name__}: {why}); the original "
+            f"task {name!r} raised {describe_exception(exc)}, which cannot be sent "
+            f"back to the GUI process ({describe_exception(why)}); the original "
             "traceback is attached"
         )
         return pickle.dumps((False, stand_in, text, progress, status), pickle.HIGHEST_PROTOCOL)

@@ -18,7 +18,7 @@ import pickle
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._errors import SerializationError
+from ._errors import SerializationError, describe_exception
 from ._state import TaskState
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ __all__ = (
     "dump_items",
     "dumps_checked",
     "start_task",
+    "watch_timeout",
 )
 
 _QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
@@ -118,7 +119,7 @@ def dumps_checked(
         )
         raise SerializationError(
             f"cannot run {name} in {where}: {label} cannot be pickled "
-            f"({type(cause).__name__}: {cause}); {hint}"
+            f"({describe_exception(cause)}); {hint}"
         ) from cause
 
 
@@ -146,19 +147,28 @@ def dump_items(
             except Exception as exc:
                 raise SerializationError(
                     f"cannot run map({name}) in {where}: item {start + offset} "
-                    f"({describe(item)}) cannot be pickled ({type(exc).__name__}: {exc}); "
+                    f"({describe(item)}) cannot be pickled ({describe_exception(exc)}); "
                     "pass data that pickles (paths, bytes, numbers, plain containers) instead"
                 ) from exc
         raise
 
 
-def start_task(task: TaskHandle[Any], pool: Pool) -> bool:
+def start_task(task: TaskHandle[Any], pool: Pool, *, watch: bool = True) -> bool:
     """Move a queued task to RUNNING as a worker thread would; False if it must not run.
 
     A task that was cancelled meanwhile is left alone; one whose owner died is cancelled.
-    Runs on the pool's dispatching thread, without the pool's lock held.
+    Runs on the pool's dispatching thread, without the pool's lock held.  With
+    ``watch=False`` the pool starts the timeout itself (:func:`watch_timeout`) once the
+    function can really start (a process pool: when its worker process is up).
     """
-    return task._begin()
+    return task._begin(watch=watch)
+
+
+def watch_timeout(task: TaskHandle[Any]) -> None:
+    """Start ``task``'s timeout now, if it has one (any thread)."""
+    manager = task._manager
+    if task._timeout is not None and manager is not None:
+        manager._watchdog.watch(task, task._timeout)
 
 
 def apply_progress(

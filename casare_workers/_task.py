@@ -449,7 +449,9 @@ class TaskHandle(Generic[T]):
 
         Raises:
             BlockingCallError: Called on the GUI thread with no timeout while the task is
-                still running (that would freeze the window).
+                still running (that would freeze the window); or, with no timeout, by a
+                worker thread of the task's own pool when every thread of that pool
+                would then be blocked on the pool's own tasks (a deadlock).
         """
         if self._finished:
             return True
@@ -467,6 +469,12 @@ class TaskHandle(Generic[T]):
                 ev = self._done_event
                 if ev is None:
                     ev = self._done_event = threading.Event()
+        if timeout is None:
+            # A worker blocking on its own pool's queue may be waiting for ever: the
+            # pool knows (see ThreadPool.wait_from_worker).
+            wait_from_worker = getattr(self._pool, "wait_from_worker", None)
+            if wait_from_worker is not None:
+                return bool(wait_from_worker(self, ev))
         return ev.wait(timeout)
 
     def result(self, timeout: float | None = None) -> T:
@@ -625,12 +633,13 @@ class TaskHandle(Generic[T]):
         """The task a pool item belongs to (a task is its own item)."""
         return self
 
-    def _begin(self) -> bool:
+    def _begin(self, *, watch: bool = True) -> bool:
         """Move a queued (or pending) task to RUNNING; False if it must not run.
 
         Called by whichever thread is about to run (or ship) the work, without the
         pool's lock.  A task cancelled meanwhile is left alone; one whose owner died is
-        cancelled.  Posts ``started`` when anyone listens and arms the timeout.
+        cancelled.  Posts ``started`` when anyone listens and arms the timeout (unless
+        ``watch`` is False: a process pool arms it once the worker process is up).
         """
         owner = self._owner
         if owner is not None and not owner.alive:
@@ -653,7 +662,7 @@ class TaskHandle(Generic[T]):
         self._ran = True
         if post_started:
             self._engine.post(self._deliver_started)
-        if self._timeout is not None and manager is not None:
+        if watch and self._timeout is not None and manager is not None:
             manager._watchdog.watch(self, self._timeout)
         return True
 
@@ -675,6 +684,12 @@ class TaskHandle(Generic[T]):
             self._settle(_FAILED, None, exc)
         else:
             self._release_inputs()
+            if isinstance(value, QObject):
+                try:
+                    _hand_over_to_gui(value, self._engine.thread(), f"task {self.name!r}")
+                except TypeError as exc:
+                    self._settle(_FAILED, None, exc)
+                    return
             self._settle(_SUCCEEDED, value, None)
 
     def _release_inputs(self) -> None:
@@ -1095,6 +1110,30 @@ def _check_context(context: object, engine: DeliveryEngine) -> None:
             "event loop (a pool thread, a plain threading.Thread or a finished QThread), "
             "so the callback could never run there; pass a context that lives on the GUI "
             "thread or in a QThread running its event loop, or omit context"
+        )
+
+
+def _hand_over_to_gui(value: QObject, gui: QThread, what: str) -> None:
+    """Move a QObject result made on this (worker) thread to the GUI thread.  Worker thread.
+
+    A QObject keeps the thread it was made on, which ends (or serves other work) once
+    the result is delivered: its timers could not start, it could not be given a parent
+    on the GUI thread.  ``moveToThread`` must be called from the object's own thread,
+    so it happens here, right after the function returned.  Objects made elsewhere (the
+    GUI thread) are left alone.  Only the result itself is moved: QObjects inside a
+    container are not (return them one by one, or plain data).
+
+    Raises:
+        TypeError: It has a parent (a child cannot move without its parent).
+    """
+    if not shiboken6.isValid(value) or value.thread() != QThread.currentThread():
+        return
+    if value.parent() is not None or not value.moveToThread(gui):
+        raise TypeError(
+            f"{what} returned a {type(value).__name__} made on its worker thread that has "
+            "a parent: a QObject can reach the GUI thread only by moving there, which a "
+            "child cannot do without its parent.  Return the top-level object, or plain "
+            "data, and build Qt objects on the GUI thread"
         )
 
 

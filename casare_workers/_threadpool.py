@@ -30,13 +30,14 @@ milliseconds, and short tasks run on as few threads as keep up.
 
 Each parked thread waits on a private lock that is released with the pool lock held, so
 a wake-up is never lost and never counted twice (``Condition.wait`` with a timeout can do
-both).  Priorities are FIFO deques per level (O(1), no allocation per task); a handful
-of distinct levels is the expected use.
+both).  Priorities are FIFO deques per level (O(1), no allocation per task) and a heap
+of the levels that hold work: any number of distinct priorities costs O(log levels) per
+task, and a level is dropped once drained (nothing is kept for the manager's lifetime).
 """
 
 from __future__ import annotations
 
-import bisect
+import heapq
 import itertools
 import logging
 import threading
@@ -46,7 +47,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._config import PoolConfig
-from ._errors import ManagerShutdownError
+from ._errors import BlockingCallError, ManagerShutdownError
 from ._pool import TaskCounters
 from ._state import TaskState
 
@@ -135,10 +136,12 @@ class ThreadPool(TaskCounters):
         self._idle_timeout = config.idle_timeout
         self.lock = threading.Lock()
         self._exited = threading.Condition(self.lock)
-        # Priority levels, highest first, each a FIFO; level 0 always exists.
+        # A FIFO per priority level that holds work (level 0's always exists: the hot
+        # path), and a heap of those levels, negated so the highest comes first.  A
+        # level is in the heap exactly while its FIFO is not empty.
         self._default: deque[PoolItem] = deque()
-        self._levels: list[int] = [0]
-        self._queues: list[deque[PoolItem]] = [self._default]
+        self._queues: dict[int, deque[PoolItem]] = {0: self._default}
+        self._levels: list[int] = []
         self._pending = 0  # items in all queues (tasks and map runners, live or cancelled)
         self._waking = False  # a wake-up (or a thread start) is in flight
         self._last_pop = 0.0
@@ -148,6 +151,7 @@ class ThreadPool(TaskCounters):
         self._idle: list[threading.Lock] = []
         self._threads: set[threading.Thread] = set()
         self._current: dict[int, PoolItem] = {}
+        self._self_waits = 0  # worker threads blocked in wait() on a task of this pool
         self._nthreads = 0
         self._thread_seq = itertools.count(1)
         self._accepting = True
@@ -165,6 +169,8 @@ class ThreadPool(TaskCounters):
             task._state = _QUEUED
             self.count_submitted()
             queue = self._default if priority == 0 else self._queue_for(priority)
+            if not queue:
+                heapq.heappush(self._levels, -priority)
             queue.append(task)
             self._pending += 1
             spawn = self._schedule()
@@ -173,8 +179,13 @@ class ThreadPool(TaskCounters):
 
     def push_items(self, items: list[PoolItem], priority: int) -> None:
         """Queue internal items (a map's chunk runners) without counting them as tasks."""
+        if not items:
+            return
         with self.lock:
-            self._queue_for(priority).extend(items)
+            queue = self._queue_for(priority)
+            if not queue:
+                heapq.heappush(self._levels, -priority)
+            queue.extend(items)
             self._pending += len(items)
             spawn = self._schedule()
         if spawn:
@@ -202,22 +213,31 @@ class ThreadPool(TaskCounters):
             self._monitor_cv.notify()
 
     def _queue_for(self, priority: int) -> deque[PoolItem]:
-        # Called with the lock held.  Levels are kept sorted from highest to lowest.
-        index = bisect.bisect_left(self._levels, -priority, key=lambda level: -level)
-        if index < len(self._levels) and self._levels[index] == priority:
-            return self._queues[index]
-        queue: deque[PoolItem] = deque()
-        self._levels.insert(index, priority)
-        self._queues.insert(index, queue)
+        # Called with the lock held; the caller queues work in it at once.
+        queue = self._queues.get(priority)
+        if queue is None:
+            queue = self._queues[priority] = deque()
         return queue
 
     def _pop(self) -> PoolItem:
-        # Called with the lock held and self._pending > 0.
+        # Called with the lock held and self._pending > 0: the highest level's oldest.
         self._pending -= 1
-        for queue in self._queues:
-            if queue:
-                return queue.popleft()
-        raise AssertionError("pending count out of step with the queues")
+        levels = self._levels
+        level = -levels[0]
+        queue = self._queues[level]
+        item = queue.popleft()
+        if not queue:  # drained: the level goes (level 0's FIFO stays, for the hot path)
+            heapq.heappop(levels)
+            if level:
+                del self._queues[level]
+                if len(self._queues) == 1:  # a dict never shrinks: let a big one go
+                    self._queues = {0: self._default}
+        return item
+
+    def priority_levels(self) -> int:
+        """How many priority levels hold queued work now (for tests and diagnostics)."""
+        with self.lock:
+            return len(self._levels)
 
     def submit_map(self, task: MapHandle[Any], priority: int) -> None:
         """Count a map as one task and queue its chunk runners."""
@@ -226,6 +246,40 @@ class ThreadPool(TaskCounters):
 
     def on_cancel(self, task: TaskHandle[Any], was_running: bool) -> None:
         """Nothing to do: a queued task is skipped when popped; a thread cannot be stopped."""
+
+    def wait_from_worker(self, task: TaskHandle[Any], done: threading.Event) -> bool:
+        """Block until ``task`` (one of this pool's) ends; refuse a certain deadlock.
+
+        Called by ``TaskHandle.wait()`` with no timeout.  When every thread the pool
+        may have is one of its own workers blocked like this, the tasks they wait for
+        can only run on those threads: nothing can ever end.  The last thread to
+        block gets :class:`BlockingCallError` instead (its task fails, its thread runs
+        the queued work and the others go on), as the GUI thread does for a wait that
+        would freeze it.  Waits from other threads, or with a timeout, are not counted.
+
+        Returns:
+            True once the task has ended.
+        """
+        with self.lock:
+            counted = threading.get_ident() in self._current and not task._finished
+            if counted:
+                if self._self_waits + 1 >= self.max_workers:
+                    raise BlockingCallError(
+                        f"waiting for task {task.name!r} would never end: every thread "
+                        f"of pool {self.name!r} ({self.max_workers}) would be blocked "
+                        "waiting for a task of the same pool, which only those threads "
+                        "can run.  Run the inner work on another pool "
+                        "(manager.options(pool=...)), chain it with then(), or wait "
+                        "with a timeout"
+                    )
+                self._self_waits += 1
+        if not counted:
+            return done.wait()
+        try:
+            return done.wait()
+        finally:
+            with self.lock:
+                self._self_waits -= 1
 
     def still_running(self) -> list[str]:
         """Names of the functions the threads are executing now."""
@@ -373,8 +427,8 @@ class ThreadPool(TaskCounters):
         """Return the tasks still waiting in the queue (a snapshot)."""
         with self.lock:
             seen: dict[int, TaskHandle[Any]] = {}
-            for queue in self._queues:
-                for item in queue:
+            for level in sorted(self._queues, reverse=True):
+                for item in self._queues[level]:
                     task = item._task
                     if task._state is _QUEUED:
                         seen[task.id] = task

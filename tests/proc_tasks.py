@@ -7,7 +7,9 @@ pytest and pytest-qt (a third of a second per spawned process).
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
+import signal
 import threading
 from typing import Any
 
@@ -112,6 +114,102 @@ def exit_on_five(x: int) -> int:
     if x == 5:
         os._exit(5)
     return x
+
+
+def leave_a_thread_running() -> int:
+    """Start a non-daemon thread that never ends: this process can no longer exit by itself."""
+    threading.Thread(target=threading.Event().wait, name="left-behind").start()
+    return os.getpid()
+
+
+# -- hostile pickling: objects whose (un)pickling fails, exits or crashes ---------------------
+
+
+def _raise(exc_type: type[BaseException]) -> None:
+    raise exc_type("raised while unpickling")
+
+
+class Unpickles:
+    """Pickles fine; *rebuilding* it raises ``exc_type``, or crashes when ``exc_type`` is None."""
+
+    def __init__(self, exc_type: type[BaseException] | None) -> None:
+        self.exc_type = exc_type
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        if self.exc_type is None:
+            return ctypes.string_at, (0,)  # a segfault, in whichever process loads it
+        return _raise, (self.exc_type,)
+
+
+class Pickles:
+    """Pickling it raises ``exc_type``, or crashes the process when ``exc_type`` is None."""
+
+    def __init__(self, exc_type: type[BaseException] | None) -> None:
+        self.exc_type = exc_type
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        if self.exc_type is None:
+            ctypes.string_at(0)
+        raise (self.exc_type or RuntimeError)("raised while pickling")
+
+
+def identity(value: object) -> object:
+    return value
+
+
+def return_unpickles(exc_type: type[BaseException] | None) -> Unpickles:
+    return Unpickles(exc_type)
+
+
+def return_pickles(exc_type: type[BaseException] | None) -> Pickles:
+    return Pickles(exc_type)
+
+
+# -- worker start-up, held or broken by the tests ------------------------------------------
+
+
+def gated_initialize(gate_dir: str, *args: Any) -> None:
+    """Stand in for the worker's initializer: say it is starting, wait for "go", go on.
+
+    Installed by a test in place of ``casare_workers._processworker.initialize``, so the
+    worker process's start-up lasts exactly as long as the test wants.
+    """
+    from casare_workers import _processworker
+
+    with open(os.path.join(gate_dir, f"starting-{os.getpid()}"), "w"):
+        pass
+    go = os.path.join(gate_dir, "go")
+    deadline = WAIT
+    while not os.path.exists(go) and deadline > 0:  # a cross-process gate, hang-guarded
+        threading.Event().wait(0.01)
+        deadline -= 0.01
+    _processworker.initialize(*args)
+
+
+def failing_initialize(*args: Any) -> None:
+    """Stand in for the worker's initializer: the process dies starting up."""
+    os._exit(1)
+
+
+def killed_initialize(*args: Any) -> None:
+    """Stand in for the worker's initializer: the process is killed (SIGKILL) starting up."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def logged(fn: Any) -> Any:
+    """A decorator as users write them: ``functools.wraps`` over ``(*args, **kwargs)``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@logged
+def decorated_count_to(n: int, ctx: TaskContext) -> int:
+    ctx.progress(n, n)
+    return n
 
 
 @asyncify(pool="proc")

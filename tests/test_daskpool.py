@@ -7,6 +7,7 @@ Task functions live in ``tests/dask_tasks.py``.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import socket
@@ -266,6 +267,55 @@ def test_dask_scheduler_unreachable_at_submit_is_a_clear_error(
     ):
         manager.options(pool="dask").submit(tasks.square, 3)
     assert manager.statistics()["dask"].submitted == before
+    assert manager.live_tasks() == []
+    # The refused submit started a new attempt; a shutdown would not wait for it (and
+    # would report it), so let it fail first for the fixture's clean report.
+    pool: Any = manager._core.pools["dask"]
+    qtbot.waitUntil(
+        lambda: pool._status == "unavailable" and pool.still_running() == [], timeout=WAIT_MS
+    )
+
+
+@contextlib.contextmanager
+def silent_scheduler() -> Iterator[str]:
+    """An address that accepts connections (the kernel's backlog) and never answers.
+
+    Dask's own ``timeout`` does not cover this: its handshake waits for ever.  Closing
+    the socket on leaving ends any attempt still waiting.
+    """
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        yield f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+
+
+def test_dask_scheduler_that_never_answers_fails_the_task_after_connect_timeout(
+    make_manager: Callable[..., WorkerManager], qtbot: QtBot
+) -> None:
+    with silent_scheduler() as address:
+        manager = make_manager(address=address, connect_timeout=0.5)
+        handle = manager.options(pool="dask").submit(tasks.square, 2)
+        with pytest.raises(ClusterUnavailableError, match="no answer within the connect_timeout"):
+            wait_for_handle(handle, WAIT)
+    # The attempt given up on ends once the peer goes away: no thread stays behind.
+    pool = manager._core.pools["dask"]
+    qtbot.waitUntil(lambda: pool.still_running() == [], timeout=WAIT_MS)
+
+
+def test_dask_shutdown_does_not_wait_for_a_scheduler_that_never_answers(
+    qapp: Any, qtbot: QtBot
+) -> None:
+    with silent_scheduler() as address:
+        manager = WorkerManager(
+            pools={"dask": PoolConfig(2, kind="dask", address=address, connect_timeout=5)}
+        )
+        pool = manager._core.pools["dask"]
+        qtbot.waitUntil(lambda: pool.still_running() != [], timeout=WAIT_MS)  # connecting
+        report = manager.shutdown(0.5)
+        # Not reported clean: the attempt is Dask's and goes on, on a daemon thread.
+        assert report.still_running == (f"connecting to the Dask scheduler at {address}",)
+        assert report.elapsed < 5  # a hang guard: it did not wait for connect_timeout
+    qtbot.waitUntil(lambda: manager.threads() == [], timeout=WAIT_MS)
     assert manager.live_tasks() == []
 
 

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 from typing import Any
 
@@ -87,3 +91,44 @@ def test_collector_refuses_a_worker_thread(qapp: Any) -> None:
     thread.join(10)
     assert len(errors) == 1
     assert "GUI thread" in str(errors[0])
+
+
+def test_collector_follows_the_application_when_it_is_destroyed_and_made_again() -> None:
+    """As embedding apps (and test runners) do: the QApplication goes, a new one comes.
+
+    In a child process: the suite's own application must live on.
+    """
+    script = textwrap.dedent(
+        """
+        import gc
+        import shiboken6
+        from PySide6.QtCore import QCoreApplication
+        from casare_workers import collect_garbage_on_gui_thread
+
+        app = QCoreApplication([])
+        first = collect_garbage_on_gui_thread()
+        print("running", gc.isenabled(), first.active)
+        shiboken6.delete(app)
+        del app
+        print("application gone", gc.isenabled(), first.active)
+        app = QCoreApplication([])
+        second = collect_garbage_on_gui_thread()
+        print("again", second is not first, gc.isenabled(), second.active)
+        second.stop()
+        print("stopped", gc.isenabled())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "running False True",
+        "application gone True False",  # automatic collection is back at once
+        "again True False True",
+        "stopped True",
+    ]

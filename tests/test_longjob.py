@@ -1326,6 +1326,39 @@ def test_longjob_storm_of_starts_cancels_supersedes_and_dead_owners_ends_each_on
     assert stats.live == 0
 
 
+def test_longjob_qobject_result_made_on_the_job_thread_arrives_on_the_gui_thread(
+    manager: WorkerManager, qtbot: Any
+) -> None:
+    def make() -> QObject:
+        return QObject()  # the job thread's affinity, until the job hands it over
+
+    job: LongJob[QObject] = LongJob(make, manager=manager)
+    job.start()
+    run_to_end(qtbot, manager, job)
+    made = job.get(0)
+    assert made.thread() == QThread.currentThread()
+    owner = QObject()
+    made.setParent(owner)  # possible only on the GUI thread: no "different thread" warning
+    assert made.parent() is owner
+
+
+def test_longjob_qobject_result_with_a_parent_fails_the_job_clearly(
+    manager: WorkerManager, qtbot: Any
+) -> None:
+    kept: list[QObject] = []
+
+    def make() -> QObject:
+        parent = QObject()
+        kept.append(parent)
+        return QObject(parent)
+
+    job: LongJob[QObject] = LongJob(make, manager=manager)
+    job.start()
+    run_to_end(qtbot, manager, job)
+    with pytest.raises(TypeError, match="has a parent"):
+        job.get(0)
+
+
 # -- the subclass form: data in through the constructor -------------------------------------
 
 

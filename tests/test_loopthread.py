@@ -211,6 +211,34 @@ def test_loopthread_initializer_and_finalizer_errors_are_logged_once(
     assert [str(e) for e in logged] == ["CoInitialize failed", "CoUninitialize failed"]
 
 
+class UnprintableError(Exception):
+    """An exception whose ``str()`` itself raises (a broken or hostile ``__str__``)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ is broken")
+
+
+def test_loopthread_initializer_raising_an_unprintable_exception_still_fails_cleanly(
+    make_thread: Callable[..., LoopThread], gate: Gate, caplog: pytest.LogCaptureFixture
+) -> None:
+    def init() -> None:
+        gate.wait()
+        raise UnprintableError
+
+    lt = make_thread(initializer=init)
+    queued = lt.submit(print, "never")
+    gate.open()
+    with pytest.raises(InitializerError, match="UnprintableError") as info:
+        lt.ready.result(10)
+    assert isinstance(info.value.__cause__, UnprintableError)
+    with pytest.raises(InitializerError):
+        queued.result(10)
+    with pytest.raises(InitializerError, match="UnprintableError"):
+        lt.submit(print, "never either")
+    assert lt.close(10)
+    assert "the initializer of LoopThread" in caplog.text  # logged, once
+
+
 def test_loopthread_calls_queued_before_a_failing_initializer_get_its_error(
     make_thread: Callable[..., LoopThread], gate: Gate
 ) -> None:
@@ -239,6 +267,28 @@ def test_loopthread_exceptions_pass_through_unchanged(
         lt.call(find)
     assert info.value is original
     assert "in find" in "".join(traceback.format_tb(info.value.__traceback__))
+    assert lt.call(lambda: "still serving") == "still serving"
+
+
+@pytest.mark.parametrize("kind", [SystemExit, KeyboardInterrupt, GeneratorExit])
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
+@pytest.mark.parametrize("form", ["coroutine", "function"])
+def test_loopthread_base_exceptions_end_only_their_call(
+    make_thread: Callable[..., LoopThread], kind: type[BaseException], ordered: bool, form: str
+) -> None:
+    lt = make_thread(ordered=ordered)
+    original = kind(f"from the {form}")
+
+    async def leave_async() -> None:
+        raise original
+
+    def leave() -> None:
+        raise original
+
+    failing = lt.submit(leave_async if form == "coroutine" else leave)
+    queued = lt.submit(int, "7")  # queued behind it: it must still run
+    assert failing.exception(10) is original  # held by the Future, not cancelled
+    assert queued.result(10) == 7
     assert lt.call(lambda: "still serving") == "still serving"
 
 
@@ -479,3 +529,12 @@ def test_loopthread_bad_input_is_refused_clearly(make_thread: Callable[..., Loop
     with pytest.raises(TypeError, match="takes no arguments"):
         lt.submit(c, 1)  # type: ignore[call-overload]
     c.close()
+
+
+def test_loopthread_ended_calls_with_a_timeout_leave_nothing_in_its_watchdog(
+    make_thread: Callable[..., LoopThread],
+) -> None:
+    lt = make_thread(timeout=3600)
+    futures = [lt.submit(int, "1") for _ in range(200)]
+    assert [f.result(10) for f in futures] == [1] * 200
+    assert lt._watchdog._heap == []

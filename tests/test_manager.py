@@ -9,7 +9,7 @@ import weakref
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QObject, QThread
+from PySide6.QtCore import QObject, QThread, QTimer
 from PySide6.QtWidgets import QWidget
 
 from casare_workers import (
@@ -753,6 +753,96 @@ def test_a_shut_down_manager_is_freed_by_reference_counting(qapp: Any, no_cyclic
     ref = weakref.ref(manager)
     del manager
     assert ref() is None
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["no thread yet", "threads running"])
+def test_submit_from_an_atexit_hook_is_refused_cleanly(warm: bool) -> None:
+    """As concurrent.futures refuses it: nothing may start while the interpreter exits."""
+    script = textwrap.dedent(
+        f"""
+        import atexit
+        from PySide6.QtCore import QCoreApplication
+        from casare_workers import WorkerManager, default_manager
+
+        def attempt(what, make):
+            try:
+                make().submit(print, "ran during exit", flush=True)
+                print(what, "accepted", flush=True)
+            except Exception as exc:
+                print(what, "refused", type(exc).__name__, exc, flush=True)
+
+        def late():
+            attempt("existing", lambda: manager)
+            attempt("new", WorkerManager)
+            attempt("default", default_manager)
+
+        app = QCoreApplication([])
+        manager = WorkerManager()
+        if {warm}:
+            manager.submit(int, "1")
+            manager.wait_for_done(5)
+        atexit.register(late)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(" ", 2)[:2] for line in lines] == [
+        ["existing", "refused"],
+        ["new", "refused"],
+        ["default", "refused"],
+    ], done.stdout + done.stderr
+    for line in lines:
+        assert "ManagerShutdownError" in line
+        assert "the interpreter is exiting" in line
+    assert "Traceback" not in done.stderr
+
+
+def test_ended_tasks_with_a_timeout_leave_nothing_in_the_watchdog(manager: WorkerManager) -> None:
+    """A timeout's entry goes when its task ends, not only at its (far) deadline."""
+    handles = [manager.options(timeout=3600).submit(int, "1") for _ in range(1000)]
+    assert manager.wait_for_done(30)
+    assert all(h.result(0) == 1 for h in handles)
+    assert manager._core._watchdog._heap == []
+
+
+# -- QObject results ----------------------------------------------------------------------------
+
+
+def _make_timer() -> QTimer:
+    timer = QTimer()  # made on the worker thread, with that thread's affinity
+    timer.setSingleShot(True)
+    timer.setInterval(0)
+    return timer
+
+
+def test_qobject_result_made_on_a_worker_thread_arrives_on_the_gui_thread(
+    manager: WorkerManager, qtbot: Any
+) -> None:
+    timer = wait_for_handle(manager.submit(_make_timer))
+    assert timer.thread() == QThread.currentThread()  # moved before the worker let go
+    parent = QObject()
+    timer.setParent(parent)  # no "Cannot set parent, new parent is in a different thread"
+    with qtbot.waitSignal(timer.timeout, timeout=5000):
+        timer.start()  # no "Timers cannot be started from another thread"
+
+
+def test_qobject_result_with_a_parent_fails_the_task_clearly(manager: WorkerManager) -> None:
+    kept: list[QObject] = []
+
+    def make_child() -> QObject:
+        parent = QObject()
+        kept.append(parent)
+        return QObject(parent)
+
+    with pytest.raises(TypeError, match="has a parent"):
+        wait_for_handle(manager.submit(make_child))
 
 
 def test_the_first_manager_an_application_creates_is_the_default(qapp: Any, qtbot: Any) -> None:

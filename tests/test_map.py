@@ -96,3 +96,19 @@ def test_map_counts_as_one_task(manager: WorkerManager) -> None:
     wait_for_handle(manager.options(pool="cpu").map(abs, range(100)), 60)
     stats = manager.statistics()["cpu"]
     assert stats.submitted == stats.succeeded == 1
+
+
+@pytest.mark.slow
+def test_many_small_maps_log_no_internal_error(
+    qapp: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A runner that starts after its map has ended just leaves: no error without an error.
+
+    20 000 maps of 4 items on 4 threads: each map has 4 runners, and the last of them
+    often starts after the others finished it.
+    """
+    with WorkerManager(pools={"io": 4}) as manager:
+        handles = [manager.map(abs, [-1, -2, -3, -4]) for _ in range(20_000)]
+        assert manager.wait_for_done(120)
+    assert all(h.result(0) == [1, 2, 3, 4] for h in handles)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []

@@ -8,6 +8,7 @@ must leave it idle (checked after every test).  Cross-process gates are files in
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import select
@@ -21,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import shiboken6
 from PySide6.QtCore import QObject
 from pytestqt.qtbot import QtBot
 
 from casare_workers import (
+    ManagerShutdownError,
     PoolConfig,
     PoolStatistics,
     SerializationError,
@@ -35,12 +38,14 @@ from casare_workers import (
     Worker,
     WorkerCrashedError,
     WorkerManager,
+    _processworker,
 )
 from casare_workers._processpool import ProcessPool, size_for_memory
 from casare_workers._processworker import NICENESS
 from casare_workers._remote import RemoteTraceback
 from casare_workers.pytest_plugin import assert_gui_thread, wait_for_handle
 from tests import proc_tasks as tasks
+from tests.processes import pid_alive, wait_dead
 
 #: Generous: spawning a worker imports PySide6 (0.3-1 s on a busy CI machine).
 WAIT = tasks.WAIT
@@ -463,6 +468,212 @@ def test_process_result_or_exception_that_cannot_travel_fails_only_that_task(
     assert stats(mgr).restarts == restarts
 
 
+# What CPython's concurrent.futures tests call "deadlocks" (test_deadlock.py): an argument
+# or a result whose pickling or unpickling raises, exits or crashes, in the worker or in
+# this process.  Each must end its own task with a clear error, and the pool go on.
+HOSTILE: dict[str, tuple[Callable[[], tuple[Callable[[Any], Any], Any]], type[Exception], str]] = {
+    "argument unpickling raises": (
+        lambda: (tasks.identity, tasks.Unpickles(ValueError)),
+        SerializationError,
+        "could not be loaded in the worker process",
+    ),
+    "argument unpickling raises SystemExit": (
+        lambda: (tasks.identity, tasks.Unpickles(SystemExit)),
+        SerializationError,
+        "could not be loaded in the worker process",
+    ),
+    "argument unpickling crashes": (
+        lambda: (tasks.identity, tasks.Unpickles(None)),
+        WorkerCrashedError,
+        "killed by SIGSEGV",
+    ),
+    "result pickling raises": (
+        lambda: (tasks.return_pickles, ValueError),
+        SerializationError,
+        "cannot be pickled",
+    ),
+    "result pickling raises SystemExit": (
+        lambda: (tasks.return_pickles, SystemExit),
+        SerializationError,
+        "cannot be pickled",
+    ),
+    "result pickling crashes": (
+        lambda: (tasks.return_pickles, None),
+        WorkerCrashedError,
+        "killed by SIGSEGV",
+    ),
+    "result unpickling raises": (
+        lambda: (tasks.return_unpickles, ValueError),
+        SerializationError,
+        "could not be unpickled in the GUI process",
+    ),
+    "result unpickling raises SystemExit": (
+        lambda: (tasks.return_unpickles, SystemExit),
+        SerializationError,
+        "could not be unpickled in the GUI process",
+    ),
+    "result unpickling raises KeyboardInterrupt": (
+        lambda: (tasks.return_unpickles, KeyboardInterrupt),
+        SerializationError,
+        "could not be unpickled in the GUI process",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_process_hostile_pickling_fails_only_its_task(mgr: WorkerManager, case: str) -> None:
+    make_call, error, message = HOSTILE[case]
+    fn, arg = make_call()
+    opts = mgr.options(pool="proc")
+    with pytest.raises(error, match=message):
+        wait_for_handle(opts.submit(fn, arg), WAIT)
+    # The pool goes on: its service thread survived, the next task runs.
+    assert wait_for_handle(opts.submit(tasks.square, 7), WAIT) == 49
+
+
+def test_process_service_thread_failure_ends_every_task_and_refuses_new_work(
+    make_manager: Callable[..., WorkerManager],
+    qtbot: QtBot,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Fault injection: a bug in the service thread must not leave tasks waiting for ever."""
+    manager = make_manager(1)
+    pool = proc_pool(manager)
+    opts = manager.options(pool="proc")
+    running = opts.submit(tasks.wait_for_file, str(tmp_path / "never"))
+    pid = pid_from_status(qtbot, running)
+    queued = opts.submit(tasks.square, 3)
+
+    def broken() -> None:
+        raise RuntimeError("a bug in the service thread")
+
+    monkeypatch.setattr(pool, "_dispatch", broken)
+    pool._wake()
+    for handle in (running, queued):
+        with pytest.raises(WorkerCrashedError, match="service thread failed") as info:
+            wait_for_handle(handle, WAIT)
+        assert isinstance(info.value.__cause__, RuntimeError)
+    with pytest.raises(ManagerShutdownError, match="stopped working after an internal error"):
+        opts.submit(tasks.square, 4)
+    assert wait_dead(pid, WAIT)  # its worker did not outlive the failed pool
+    assert "the service thread failed" in caplog.text
+
+
+# -- worker start-up ----------------------------------------------------------------------------
+
+
+def test_process_timeout_counts_run_time_not_worker_start_up(
+    make_manager: Callable[..., WorkerManager],
+    qtbot: QtBot,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The worker's start-up lasts until the test says "go" (tmp_path/go).
+    monkeypatch.setattr(
+        _processworker, "initialize", functools.partial(tasks.gated_initialize, str(tmp_path))
+    )
+    manager = make_manager(1)
+    handle = manager.options(pool="proc", timeout=0.5).submit(tasks.square, 3)
+    qtbot.waitUntil(lambda: any(tmp_path.glob("starting-*")), timeout=WAIT_MS)
+    # A clock made of the same watchdog: a task with the same timeout, started after
+    # the first was handed to its (starting) worker, times out after it would have.
+    release = threading.Event()
+    clock = manager.options(timeout=0.5).submit(release.wait, WAIT)
+    with pytest.raises(TaskTimeoutError):
+        wait_for_handle(clock, WAIT)
+    release.set()
+    assert not handle.done()  # still starting up: its timeout has not begun
+    (tmp_path / "go").touch()
+    assert wait_for_handle(handle, WAIT) == 9
+
+
+def test_process_worker_that_dies_starting_up_fails_its_task_and_is_not_respawned(
+    make_manager: Callable[..., WorkerManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_processworker, "initialize", tasks.failing_initialize)
+    manager = make_manager(1)
+    opts = manager.options(pool="proc")
+    first, queued = opts.submit(tasks.square, 2), opts.submit(tasks.square, 3)
+    for handle in (first, queued):
+        with pytest.raises(WorkerCrashedError, match="while starting up") as info:
+            wait_for_handle(handle, WAIT)
+        assert "__main__" in str(info.value)  # the usual cause, named
+    assert stats(manager).restarts == 1  # one doomed process, not one per task or for ever
+    monkeypatch.undo()  # the cause is fixed: the next submit starts a worker again
+    assert wait_for_handle(opts.submit(tasks.square, 4), WAIT) == 16
+
+
+def test_process_worker_killed_while_starting_up_is_replaced_then_given_up(
+    make_manager: Callable[..., WorkerManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_processworker, "initialize", tasks.killed_initialize)
+    monkeypatch.setattr("casare_workers._processpool.MAX_START_KILLS", 2)
+    manager = make_manager(1)
+    handle = manager.options(pool="proc").submit(tasks.square, 2)
+    with pytest.raises(WorkerCrashedError, match="2 worker processes in a row died by a signal"):
+        wait_for_handle(handle, WAIT)
+    assert stats(manager).restarts == 2  # the first was replaced, the task queued again
+
+
+def test_process_worker_that_never_finishes_starting_up_is_killed(
+    make_manager: Callable[..., WorkerManager], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        _processworker, "initialize", functools.partial(tasks.gated_initialize, str(tmp_path))
+    )
+    monkeypatch.setattr("casare_workers._processpool.START_TIMEOUT", 0.5)
+    manager = make_manager(1)
+    handle = manager.options(pool="proc").submit(tasks.square, 2)
+    with pytest.raises(WorkerCrashedError, match=r"had not started after 0\.5 s"):
+        wait_for_handle(handle, WAIT)
+
+
+@pytest.mark.slow
+def test_process_pool_in_an_app_without_a_main_guard_fails_the_task_and_exits(
+    tmp_path: Path,
+) -> None:
+    """docs/asyncio.md's setup copied as is, with pool="cpu" and no __main__ guard."""
+    script = tmp_path / "app.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            import qasync
+            from PySide6.QtCore import QCoreApplication
+            from casare_workers import WorkerManager, attach_loop
+
+            def square(x):
+                return x * x
+
+            async def main():
+                try:
+                    print(await manager.options(pool="cpu").submit(square, 3))
+                finally:
+                    print("restarts", manager.statistics()["cpu"].restarts, flush=True)
+
+            app = QCoreApplication(sys.argv)
+            manager = WorkerManager()
+            loop = qasync.QEventLoop(app)
+            attach_loop(loop, manager)
+            with loop:
+                loop.run_until_complete(main())
+            """
+        )
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "CASARE_WORKERS_CPU": "1"}
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, timeout=60
+    )
+    stderr = done.stderr.decode()
+    assert done.returncode == 1, stderr  # main() raised the task's error
+    assert "WorkerCrashedError" in stderr
+    assert f"The main module {script} has no" in stderr
+    restarts = [line for line in done.stdout.decode().splitlines() if line.startswith("restarts")]
+    assert restarts[-1] == "restarts 1"  # the GUI process's own line comes last
+
+
 # -- shutting down, idling, sizing ----------------------------------------------------------
 
 
@@ -502,6 +713,85 @@ def test_process_idle_workers_exit_after_the_idle_timeout(
     assert manager.threads() != []  # the service thread stays, without a process
     # ... and the next task starts a new process.
     assert wait_for_handle(manager.options(pool="proc").submit(tasks.square, 3), WAIT) == 9
+
+
+def test_process_retired_worker_that_cannot_exit_is_killed(
+    make_manager: Callable[..., WorkerManager], qtbot: QtBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task left a non-daemon thread behind: its idle worker is killed, the pool goes on."""
+    manager = make_manager(1, idle_timeout=0.2)
+    opts = manager.options(pool="proc")
+    stuck_pid = wait_for_handle(opts.submit(tasks.leave_a_thread_running), WAIT)
+    qtbot.waitUntil(lambda: stats(manager).workers == 0, timeout=WAIT_MS)  # retired
+    # The service thread is not stuck joining that process: new work gets a new worker.
+    assert wait_for_handle(opts.submit(tasks.child_facts), WAIT)[0] != stuck_pid
+    assert wait_dead(stuck_pid, WAIT), "the worker that could not exit is still running"
+    assert f"pid {stuck_pid}" in caplog.text
+    assert "non-daemon thread" in caplog.text
+
+
+def test_process_shutdown_kills_a_worker_that_cannot_exit(
+    make_manager: Callable[..., WorkerManager],
+) -> None:
+    manager = make_manager(1)
+    stuck_pid = wait_for_handle(
+        manager.options(pool="proc").submit(tasks.leave_a_thread_running), WAIT
+    )
+    report = manager.shutdown(0.5)
+    assert report.still_running == ()
+    assert manager.threads() == []  # the service thread ended within the shutdown
+    assert not pid_alive(stuck_pid)
+
+
+# The shutdown scenarios of CPython's concurrent.futures tests (test_shutdown.py), as
+# they apply here: every task ends, nothing hangs, no process is left.
+
+
+def test_process_shutdown_right_after_a_cancelled_submit_does_not_hang(
+    make_manager: Callable[..., WorkerManager],
+) -> None:
+    manager = make_manager(1)
+    opts = manager.options(pool="proc")
+    assert wait_for_handle(opts.submit(tasks.square, 2), WAIT) == 4  # a warm worker
+    opts.submit(tasks.square, 3).cancel()
+    report = manager.shutdown(WAIT)
+    assert report.clean
+    assert proc_pool(manager).worker_pids() == []
+
+
+def test_process_shutdown_at_once_after_a_failed_task(
+    make_manager: Callable[..., WorkerManager], caplog: pytest.LogCaptureFixture
+) -> None:
+    manager = make_manager(2)
+    with pytest.raises(ValueError, match="boom"):
+        wait_for_handle(manager.options(pool="proc").submit(tasks.raise_value_error, "boom"), WAIT)
+    report = manager.shutdown(0)
+    assert report.still_running == ()
+    assert manager.threads() == []
+    assert proc_pool(manager).worker_pids() == []
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+def test_process_shutdown_cancels_the_queue_and_every_task_ends(
+    make_manager: Callable[..., WorkerManager], qtbot: QtBot, tmp_path: Path
+) -> None:
+    manager = make_manager(1)
+    opts = manager.options(pool="proc")
+    running = opts.submit(tasks.wait_for_file, str(tmp_path / "never"))
+    pid_from_status(qtbot, running)
+    queued = [opts.submit(tasks.square, x) for x in range(50)]
+    report = manager.shutdown(WAIT)
+    assert report.cancelled == 51
+    assert report.clean  # the running call saw ctx.cancelled and returned
+    handles = [running, *queued]
+    assert all(h.cancelled() and h.cancel_reason == "shutdown" for h in handles)
+
+
+def test_process_manager_destroyed_without_shutdown_leaves_no_process(qapp: Any) -> None:
+    manager = WorkerManager(pools={"proc": PoolConfig(1, kind="process")})
+    pid = wait_for_handle(manager.options(pool="proc").submit(tasks.child_facts), WAIT)[0]
+    shiboken6.delete(manager)  # the QObject goes without a shutdown: its pools stop
+    assert wait_dead(pid, WAIT)
 
 
 def test_default_cpu_pool_is_a_lazy_process_pool(manager: WorkerManager) -> None:
@@ -558,6 +848,48 @@ def test_process_exit_without_shutdown_does_not_hang(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr.decode()
     assert b"exiting without shutdown" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shut_down", [False, True], ids=["no shutdown", "shutdown"])
+def test_process_exit_with_a_worker_that_cannot_exit_does_not_hang(
+    tmp_path: Path, shut_down: bool
+) -> None:
+    """A worker held up by a task's non-daemon thread must not hold the interpreter's exit."""
+    script = tmp_path / "app.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, sys, threading
+            from PySide6.QtCore import QCoreApplication
+            from casare_workers import PoolConfig, WorkerManager
+
+            def leave_a_thread_running():
+                threading.Thread(target=threading.Event().wait).start()
+                return os.getpid()
+
+            if __name__ == "__main__":
+                app = QCoreApplication([])
+                manager = WorkerManager(pools={{"p": PoolConfig(1, kind="process")}})
+                handle = manager.options(pool="p").submit(leave_a_thread_running)
+                while not handle.done():
+                    app.processEvents()
+                print(handle.result(0), flush=True)
+                if {shut_down}:
+                    report = manager.shutdown(1)
+                    print(report.clean, len(manager.threads()), flush=True)
+            """
+        )
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    lines = done.stdout.decode().split()
+    assert wait_dead(int(lines[0]), WAIT), "the worker outlived the application"
+    if shut_down:
+        assert lines[1:] == ["True", "0"]
 
 
 @pytest.mark.slow

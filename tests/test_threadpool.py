@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+import functools
+import random
 import threading
 import time
 from typing import Any, cast
 
-from casare_workers import PoolConfig, WorkerManager
+import pytest
+
+from casare_workers import (
+    BlockingCallError,
+    PoolConfig,
+    TaskHandle,
+    TaskState,
+    WorkerManager,
+)
 from casare_workers._threadpool import ThreadPool
+from casare_workers.pytest_plugin import wait_for_handle
 
 
 class _Item:
@@ -69,3 +80,86 @@ def test_stop_threads_releases_idle_threads(qapp: Any) -> None:
     assert pool.statistics().workers == 3  # parked, waiting for work (idle_timeout 60 s)
     pool.stop()
     assert pool.join(time.monotonic() + 5)
+
+
+# -- a task that blocks on work queued behind it on its own pool ------------------------------
+
+
+def test_task_waiting_for_work_queued_on_its_own_full_pool_gets_a_clear_error(
+    qapp: Any,
+) -> None:
+    with WorkerManager(pools={"io": 1}) as manager:
+        inner: list[TaskHandle[int]] = []
+
+        def outer() -> int:
+            handle = manager.submit(int, "4")
+            inner.append(handle)
+            return handle.result()  # the pool's only thread is this one: a deadlock
+
+        handle = manager.submit(outer)
+        with pytest.raises(BlockingCallError, match="every thread of pool 'io'"):
+            wait_for_handle(handle, 10)
+        assert wait_for_handle(inner[0], 10) == 4  # it ran once the thread was free
+
+
+def test_the_last_thread_of_a_pool_to_block_on_its_own_queue_gets_the_error(
+    qapp: Any,
+) -> None:
+    with WorkerManager(pools={"io": 2}) as manager:
+        both_busy = threading.Barrier(2, timeout=5)  # both threads run an outer task
+
+        def outer(text: str) -> int:
+            both_busy.wait()
+            return manager.submit(int, text).result()
+
+        handles = [manager.submit(outer, "1"), manager.submit(outer, "2")]
+        assert manager.wait_for_done(10)
+        states = sorted(h.state.value for h in handles)
+        assert states == [TaskState.FAILED.value, TaskState.SUCCEEDED.value]
+        failed = next(h for h in handles if h.state is TaskState.FAILED)
+        assert isinstance(failed.exception(0), BlockingCallError)
+
+
+def test_waiting_on_the_own_pool_with_a_thread_to_spare_is_allowed(qapp: Any) -> None:
+    with WorkerManager(pools={"io": 2}) as manager:
+
+        def outer() -> int:
+            return manager.submit(int, "5").result()  # the pool's second thread runs it
+
+        assert wait_for_handle(manager.submit(outer), 10) == 5
+
+
+# -- priorities ------------------------------------------------------------------------------
+
+
+def test_priority_levels_are_released_once_their_work_has_run(qapp: Any) -> None:
+    """Any number of distinct priorities: served highest first, none kept afterwards."""
+    pool = ThreadPool("t", PoolConfig(1))
+    running = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        running.set()
+        release.wait(10)
+
+    pool.push_items([cast(Any, _Item(hold))], 0)
+    assert running.wait(10)  # the only thread is busy: everything below queues
+    order: list[int] = []
+    done = threading.Semaphore(0)
+    priorities = list(range(-500, 500))
+    random.Random(12).shuffle(priorities)
+
+    def record(priority: int) -> None:
+        order.append(priority)
+        done.release()
+
+    for priority in priorities:
+        item = _Item(functools.partial(record, priority))
+        pool.push_items([cast(Any, item)], priority)
+    release.set()
+    for _ in priorities:
+        assert done.acquire(timeout=10)
+    assert order == sorted(priorities, reverse=True)
+    assert pool.priority_levels() == 0  # nothing queued: no level kept
+    pool.stop()
+    assert pool.join(time.monotonic() + 10)
