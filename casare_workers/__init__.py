@@ -45,6 +45,9 @@ from ._asyncio import (  # noqa: E402
     wait_signal,
 )
 from ._config import PoolConfig  # noqa: E402
+from ._core._context import TaskContext  # noqa: E402
+from ._core._failure import TaskFailure  # noqa: E402
+from ._core._state import TaskState  # noqa: E402
 from ._delegate import ProgressBarDelegate  # noqa: E402
 from ._engine import DeliveryEngine, get_engine  # noqa: E402
 from ._errors import (  # noqa: E402
@@ -80,9 +83,11 @@ from ._map import MapHandle  # noqa: E402
 from ._model import TaskTableModel  # noqa: E402
 from ._progress import to_percent  # noqa: E402
 from ._signals import SignalPort, WorkerSignals  # noqa: E402
-from ._state import TaskState  # noqa: E402
 from ._subprocess import ProcessResult, SubprocessJob, run_process  # noqa: E402
-from ._task import TaskContext, TaskError, TaskHandle  # noqa: E402
+
+#: The old name of :class:`TaskFailure` (a record, not an exception); kept as an alias.
+TaskError = TaskFailure
+from ._core._handle import TaskHandle  # noqa: E402
 from ._threadpool import PoolStatistics  # noqa: E402
 from ._worker import Worker  # noqa: E402
 
@@ -121,6 +126,7 @@ __all__ = (
     "TaskCancelledError",
     "TaskContext",
     "TaskError",
+    "TaskFailure",
     "TaskGroup",
     "TaskHandle",
     "TaskOptions",

@@ -54,12 +54,14 @@ import shiboken6
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, SignalInstance, Slot
 
 from ._closing import watch_window
-from ._engine import DeliveryEngine, get_engine, report_callback_exception
-from ._errors import BlockingCallError, NoEventLoopError
+from ._core._call import name_of as _name_of
+from ._core._handle import TaskHandle
+from ._core._state import TaskState
+from ._engine import DeliveryEngine, get_engine
+from ._errors import BlockingCallError, NoEventLoopError, TaskCancelledError
 from ._introspect import PLAIN
 from ._owners import check_owner
-from ._state import TaskState
-from ._task import TaskHandle, _name_of
+from ._report import report_callback_exception
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QDialog
@@ -241,16 +243,15 @@ def await_task(handle: TaskHandle[T]) -> Generator[Any, None, T]:
     True).
     """
     loop = _running_loop("await on a task handle")
-    engine = handle._engine
-    qt = _note_loop(loop, engine)
+    qt = _note_loop(loop, get_engine())
     # On the GUI loop, a task that ended is awaited until its outcome was *delivered*
     # (its finished signal and continuations have run, even if a slot of it is still
     # inside a nested event loop), so the handle's signals always precede the awaiter's
     # next line.
-    if not (handle._delivery == 2 if qt else handle._finished):
+    if not (handle.delivered() if qt else handle.done()):
         future: asyncio.Future[None] = loop.create_future()
         if qt:
-            handle._when_delivered(functools.partial(_wake, future))
+            handle.when_delivered(functools.partial(_wake, future))
         else:
             handle.add_done_callback(_ThreadWaiter(future, loop))
         try:
@@ -258,15 +259,12 @@ def await_task(handle: TaskHandle[T]) -> Generator[Any, None, T]:
         except asyncio.CancelledError:
             handle.cancel(reason="cancelled: the awaiting coroutine was cancelled")
             raise
-    state = handle._state
-    if state is _SUCCEEDED:
-        return cast(T, handle._value)
-    if state is _CANCELLED:
-        raise _cancelled_error(handle.name, handle.cancel_reason)
-    exc = handle._exc
-    assert exc is not None
-    handle._retrieved()
-    raise exc
+    try:
+        return handle.result(0)
+    except TaskCancelledError:
+        if not handle.cancelled():
+            raise  # the function's own TaskCancelledError (a failure), unchanged
+        raise _cancelled_error(handle.name, handle.cancel_reason) from None
 
 
 def await_job(job: Any) -> Generator[Any, None, Any]:
@@ -422,8 +420,7 @@ def _submit_plain(
         raise TypeError(f"submit() expects a callable, got {fn!r} ({type(fn).__name__})")
     core.check_open()
     pool = core.pool(opts.pool)
-    task: TaskHandle[T] = TaskHandle(fn, args, kwargs, core.engine, _name_of(fn))
-    task._ctx_mode = PLAIN
+    task: TaskHandle[T] = TaskHandle(fn, args, kwargs, core.engine, _name_of(fn), mode=PLAIN)
     core.enqueue(task, pool, opts, pool.submit)
     return task
 

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Protocol
 import shiboken6
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
 
-from ._engine import get_engine, report_callback_exception
+from ._engine import get_engine
+from ._report import report_callback_exception
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QWidget

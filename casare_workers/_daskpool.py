@@ -14,7 +14,7 @@ Data flow::
        ClusterUnavailableError)   ├── future done (callback thread) ◄────────┤
                                   ├── structured events ◄── ctx.progress ────┘ (log_event)
     cancel / timeout ──notify────►└── distributed.Event set + future cancelled ─► ctx.cancelled
-    signals on the GUI thread ◄── engine ◄── task._settle(result | error | cancelled)
+    signals on the GUI thread ◄── engine ◄── task.succeed | fail | cancel
 
 Every blocking Dask call (connecting, submitting, fetching a result, cancelling,
 closing) happens on the pool's service thread, never on the GUI thread: a slow or
@@ -45,10 +45,11 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _daskworker
 from ._config import PoolConfig
+from ._core._state import TaskState
 from ._errors import (
     ClusterUnavailableError,
     ConfigurationError,
@@ -58,12 +59,11 @@ from ._errors import (
 from ._introspect import PLAIN
 from ._pool import TaskCounters
 from ._remote import apply_progress, dump_items, dumps_checked, start_task
-from ._state import TaskState
 from ._threadpool import PoolStatistics
 
 if TYPE_CHECKING:
+    from ._core._handle import TaskHandle
     from ._map import MapHandle
-    from ._task import TaskHandle
 
 __all__ = ("DaskPool",)
 
@@ -265,9 +265,7 @@ class DaskPool(TaskCounters):
         """Pickle the call now (refusing what cannot travel), then queue it."""
         payload = dumps_checked(
             task.name,
-            task._fn,
-            task._args or (),
-            task._kwargs or {},
+            *task.call[:3],
             dumps=_dumps,
             where="a Dask worker",
         )
@@ -279,16 +277,14 @@ class DaskPool(TaskCounters):
 
     def submit_map(self, task: MapHandle[Any], priority: int) -> None:
         """Cut the items into chunks, pickle them now, and queue them as one task."""
-        items = task._items or []
+        items = task.items
         n = len(items)
-        size = (
-            task._chunk
-            if task._fixed_chunk
-            else max(1, math.ceil(n / (self.max_workers * CHUNKS_PER_WORKER)))
+        size = task.fixed_chunksize or max(
+            1, math.ceil(n / (self.max_workers * CHUNKS_PER_WORKER))
         )
         where = "a Dask worker"
         fn_payload = dumps_checked(
-            f"map({task.name})", task._fn, (), {}, dumps=_dumps, where=where
+            f"map({task.name})", task.call.fn, (), {}, dumps=_dumps, where=where
         )
         state = _MapState(fn_payload)
         name = task.name
@@ -300,17 +296,16 @@ class DaskPool(TaskCounters):
         with self._cv:
             self._refuse()
             self._register(task)
-            task._chunks = len(jobs)
+            task.set_chunks(len(jobs))
             for job in jobs:
                 heapq.heappush(self._heap, (-priority, next(self._seq), job))
             self._notify()
         if not jobs:
-            task._items = None
-            task._settle(_SUCCEEDED, [], None)
+            task.finish()
 
     def _register(self, task: TaskHandle[Any]) -> None:
         # Called with the lock held.
-        task._state = _QUEUED
+        task.mark_queued()
         self.count_submitted()
 
     def _notify(self) -> None:
@@ -377,7 +372,7 @@ class DaskPool(TaskCounters):
     def _nothing_to_run(self) -> bool:
         # Called with the lock held: nothing in flight, and every queued job's task has
         # ended (cancelled by the shutdown; dropped from the heap when dispatched).
-        return not self._inflight and all(job.task._finished for _, _, job in self._heap)
+        return not self._inflight and all(job.task.done() for _, _, job in self._heap)
 
     def _open_client(self) -> Any:
         """Connect, within ``connect_timeout`` (+ a grace) whatever the scheduler does.
@@ -423,9 +418,7 @@ class DaskPool(TaskCounters):
             self._heap.clear()
         logger.warning("pool %r: cannot reach %s: %s", self.name, self._describe_target(), exc)
         for job in dropped:
-            job.task._settle(
-                _FAILED,
-                None,
+            job.task.fail(
                 ClusterUnavailableError(
                     f"task {job.task.name!r} never reached the cluster: pool {self.name!r} "
                     f"cannot reach {self._describe_target()} ({exc})"
@@ -460,7 +453,7 @@ class DaskPool(TaskCounters):
                 continue
             self._forget(job)
             task = job.task
-            if task._finished:
+            if task.done():
                 continue  # cancelled, timed out or failed by another chunk meanwhile
             try:
                 status = future.status
@@ -469,7 +462,7 @@ class DaskPool(TaskCounters):
                 elif status == "error":
                     error = future.exception(timeout=CALL_TIMEOUT)
                     if error is not None:
-                        task._settle(_FAILED, None, error)
+                        task.fail(error)
                         continue
                     raise ClusterUnavailableError("the task failed without an exception")
                 else:  # cancelled by Dask itself: the scheduler went away
@@ -496,7 +489,7 @@ class DaskPool(TaskCounters):
             )
             error.__cause__ = exc
             exc = error
-        job.task._settle(_FAILED, None, exc)
+        job.task.fail(exc)
 
     def _finish(self, job: _Job, value: Any) -> None:
         task = job.task
@@ -504,16 +497,15 @@ class DaskPool(TaskCounters):
         if state is None:
             result, progress, status = value
             apply_progress(task, progress, status)
-            task._settle(_SUCCEEDED, result, None)
+            task.succeed(result)
             return
-        results = task._results  # type: ignore[attr-defined]
-        results[job.start : job.start + job.count] = value
+        mapped = cast("MapHandle[Any]", task)
+        mapped.store_results(job.start, value)
         state.done += job.count
-        total = task._n  # type: ignore[attr-defined]
-        apply_progress(task, (state.done, total), None)
-        if state.done >= total:
-            task._items = None  # type: ignore[attr-defined]
-            task._settle(_SUCCEEDED, results, None)
+        if state.done >= mapped.total:
+            mapped.finish()
+        else:
+            apply_progress(mapped, (state.done, mapped.total), None)
 
     def _forget(self, job: _Job) -> None:
         with self._cv:
@@ -526,7 +518,7 @@ class DaskPool(TaskCounters):
     def _signal_ended(self) -> None:
         """Tell Dask about tasks that ended here while in flight (cancel, timeout)."""
         with self._cv:
-            ended = [j for j in self._inflight.values() if j.task._finished and not j.signalled]
+            ended = [j for j in self._inflight.values() if j.task.done() and not j.signalled]
             for job in ended:
                 job.signalled = True
         client = self._client
@@ -586,27 +578,27 @@ class DaskPool(TaskCounters):
         task = job.task
         state = job.map
         if state is not None and state.started:
-            return not task._finished
+            return not task.done()
         if not start_task(task, self):
             return False
         if state is not None:
             state.started = True
         with self._cv:
             self._by_id[task.id] = task
-        task.add_done_callback(lambda _: self._poke())
+        task.when_done(lambda _: self._poke())
         return True
 
     def _send(self, client: Any, job: _Job) -> None:
         task = job.task
         key = f"{task.name}-{self._token}-{task.id}-{job.start}"
         try:
-            if job.map is None and task._ctx_mode == PLAIN:
+            if job.map is None and task.call.mode == PLAIN:
                 future = client.submit(
                     _daskworker.run_plain,
                     job.payload,
                     key=key,
                     pure=False,
-                    priority=task._priority,
+                    priority=task.priority,
                     retries=self._retries,
                 )
             elif job.map is None:
@@ -614,13 +606,13 @@ class DaskPool(TaskCounters):
                     _daskworker.run,
                     task.id,
                     task.name,
-                    task._ctx_mode,
+                    task.call.mode,
                     self._topic,
                     self._cancel_name(task),
                     job.payload,
                     key=key,
                     pure=False,
-                    priority=task._priority,
+                    priority=task.priority,
                     retries=self._retries,
                 )
             else:
@@ -632,7 +624,7 @@ class DaskPool(TaskCounters):
                     job.payload,
                     key=key,
                     pure=False,
-                    priority=task._priority,
+                    priority=task.priority,
                     retries=self._retries,
                 )
         except Exception as exc:
@@ -666,7 +658,7 @@ class DaskPool(TaskCounters):
                 max_workers=self.max_workers,
                 workers=self._cluster_workers if self._status == "ready" else 0,
                 busy=busy,
-                abandoned=sum(1 for job in self._inflight.values() if job.task._finished),
+                abandoned=sum(1 for job in self._inflight.values() if job.task.done()),
                 **self.counters(),
             )
 
@@ -674,7 +666,7 @@ class DaskPool(TaskCounters):
         """Return the tasks still waiting (a snapshot)."""
         with self._cv:
             seen = {job.task.id: job.task for _, _, job in self._heap}
-            return [task for task in seen.values() if task._state is _QUEUED]
+            return [task for task in seen.values() if task.state is _QUEUED]
 
     def still_running(self) -> list[str]:
         """Names of the tasks in flight on the cluster, and a connection attempt under way.

@@ -63,9 +63,10 @@ from PySide6.QtCore import (
 )
 
 from ._errors import NoApplicationError
+from ._report import report_callback_exception
 from ._selfcheck import check_none_leak
 
-__all__ = ("DeliveryEngine", "get_engine", "report_callback_exception")
+__all__ = ("DeliveryEngine", "get_engine")
 
 logger = logging.getLogger("casare_workers")
 
@@ -107,14 +108,6 @@ class _Call:
 
     def _deliver(self) -> None:
         self.fn()
-
-
-def report_callback_exception(where: str, exc: BaseException) -> None:
-    """Log an exception raised by user code that the engine called (runs on any thread).
-
-    The engine goes on with the next item: one faulty slot never stops delivery.
-    """
-    logger.error("exception in %s", where, exc_info=(type(exc), exc, exc.__traceback__))
 
 
 class _Receiver(QObject):

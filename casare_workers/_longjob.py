@@ -66,7 +66,12 @@ from PySide6.QtCore import (
     Slot,
 )
 
-from ._engine import DeliveryEngine, get_engine, report_callback_exception
+from ._core._call import hand_over_to_gui
+from ._core._context import TaskContext
+from ._core._failure import TaskFailure as TaskError
+from ._core._outcome import Outcome
+from ._core._state import TaskState
+from ._engine import DeliveryEngine, get_engine
 from ._errors import (
     AlreadyStartedError,
     BlockingCallError,
@@ -75,16 +80,7 @@ from ._errors import (
 )
 from ._introspect import WANTS_CTX, call_mode
 from ._owners import OwnerRecord, check_owner
-from ._state import TaskState
-from ._task import (
-    TaskContext,
-    TaskError,
-    _cancel_event_of,
-    _hand_over_to_gui,
-    _mirror_into,
-    _Unretrieved,
-    _ViewFuture,
-)
+from ._report import report_callback_exception
 
 if TYPE_CHECKING:
     from ._manager import WorkerManager, _ManagerCore
@@ -145,38 +141,31 @@ class JobStatistics:
 # -- the per-job state, in a plain object --------------------------------------------------
 
 
-class _JobCore:
+class _JobCore(Outcome[Any]):
     """One job's state machine, kept out of the QThread.
 
     Attribute access on a PySide ``QObject`` subclass goes through Shiboken (~0.3 µs per
     access against ~0.05 µs here), and ``ctx.progress`` touches four attributes per call:
     the 200 000-update flood of the benchmark runs entirely against this object.  It
     provides the fields :class:`~casare_workers.TaskContext` reads, so the job's ``ctx``
-    *is* a ``TaskContext`` (same API as pool tasks).
+    *is* a ``TaskContext`` (same API as pool tasks).  Its state machine is the shared
+    ``Outcome`` core (the same single settle as a task's).
     """
 
+    _kind = "long job"
+
     __slots__ = (
-        "__weakref__",
         "_async_task",
-        "_cancel_ev",
-        "_cancel_requested",
         "_committed",
         "_delivered",
-        "_done_callbacks",
-        "_done_event",
         "_emitted_progress",
         "_emitted_status",
         "_end_gate",
-        "_ended_at",
         "_engine",
-        "_exc",
         "_exc_frames",
-        "_finished",
         "_flush_waiting_start",
-        "_future",
         "_interrupt_async",
         "_job",
-        "_lock",
         "_loop",
         "_owner",
         "_pause_cv",
@@ -187,52 +176,32 @@ class _JobCore:
         "_registry",
         "_resume_waiters",
         "_samples",
-        "_started_at",
         "_started_seen",
-        "_state",
         "_status",
         "_thread_done",
-        "_unretrieved",
-        "_value",
-        "_waited",
-        "cancel_reason",
-        "id",
         "key",
-        "name",
     )
 
     def __init__(self, job: LongJob[Any], engine: DeliveryEngine, name: str) -> None:
-        self.id = next(_ids)
-        self.name = name
+        Outcome.__init__(self, next(_ids), name, threading.Lock())
         self.key: Hashable | None = None
-        self.cancel_reason: str | None = None
         # A weak reference: the registry holds the job while it matters, and a cycle
         # job -> core -> job would let the cyclic GC destroy the QThread on any thread.
         self._job: weakref.ref[LongJob[Any]] = weakref.ref(job)
         self._engine = engine
-        self._lock = threading.Lock()
         self._pause_cv = threading.Condition(threading.Lock())
         self._paused = False
         self._resume_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self._state = _PENDING
-        self._finished = False
         self._delivered = False
         self._thread_done = False
         self._ran = False
-        self._value: Any = None
-        self._exc: BaseException | None = None
         self._exc_frames: tuple[types.FrameType, ...] = ()
         self._owner: OwnerRecord | None = None
         self._registry: JobRegistry | None = None
         self._interrupt_async = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._async_task: asyncio.Task[Any] | None = None
-        self._cancel_requested = False
         self._committed = False
-        self._cancel_ev: threading.Event | None = None
-        self._done_event: threading.Event | None = None
-        self._done_callbacks: list[Callable[[LongJob[Any]], object]] | None = None
-        self._future: _ViewFuture[Any] | None = None
         self._progress: tuple[int, int] | None = None
         self._status: str | None = None
         self._progress_dirty = False
@@ -241,10 +210,6 @@ class _JobCore:
         self._started_seen = False
         self._flush_waiting_start = False
         self._samples: deque[tuple[float, int]] = deque()
-        self._started_at = 0.0
-        self._ended_at = 0.0
-        self._waited = False  # a done callback (an awaiter) takes the outcome
-        self._unretrieved: _Unretrieved | None = None
         # Held shut by the job thread before it lets Qt emit finished; see LongJob.start.
         self._end_gate: threading.Event | None = None
 
@@ -254,23 +219,50 @@ class _JobCore:
         if gate is not None:
             gate.set()
 
-    # -- fields TaskContext uses --------------------------------------------------------------
-
-    def _cancel_event(self) -> threading.Event:
-        return _cancel_event_of(self)
+    # -- what the job's ctx reads (ContextSource) ----------------------------------------------
 
     def _owner_alive(self) -> bool:
         owner = self._owner
         return owner is None or owner.alive
 
-    def running(self) -> bool:
-        """True while the job's work runs (what its ``future.running()`` reports)."""
-        return self._state is _RUNNING
+    def report_progress(self, current: int, total: int) -> None:
+        """Record progress; delivered within a frame (any thread)."""
+        self._progress = (current, total)
+        if not self._progress_dirty:
+            self._progress_dirty = True
+            self._engine.mark_dirty(self)
 
-    def _retrieved(self) -> None:
-        note = self._unretrieved
-        if note is not None:
-            note.retrieved = True
+    def report_status(self, text: str) -> None:
+        """Record a status text, coalesced like progress (any thread)."""
+        self._status = text
+        if not self._progress_dirty:
+            self._progress_dirty = True
+            self._engine.mark_dirty(self)
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once the job was cancelled or its owner died."""
+        return self._cancel_requested or not self._owner_alive()
+
+    def cancel_event(self) -> threading.Event:
+        """The event ``ctx.wait()`` sleeps on."""
+        return self._cancel_event()
+
+    def _check_blocking(self, timeout: float | None) -> None:
+        if timeout is None and self._engine.is_gui_thread():
+            raise BlockingCallError(
+                f"waiting for long job {self.name!r} on the GUI thread with no timeout "
+                "would freeze the window: connect to job.result / job.error, or await "
+                "its future from a coroutine"
+            )
+
+    def _call_done_callback(self, fn: Callable[[Any], object]) -> None:
+        job = self._job()  # done callbacks receive the LongJob, not this core
+        if job is not None:
+            try:
+                fn(job)
+            except BaseException as exc:
+                report_callback_exception(f"a done callback of long job {self.name!r}", exc)
 
     # -- cancellation and pause (any thread) ------------------------------------------------
 
@@ -351,39 +343,29 @@ class _JobCore:
             state, value if state is _SUCCEEDED else None, exc if state is _FAILED else None
         )
 
-    def _settle(self, state: TaskState, value: Any, exc: BaseException | None) -> bool:
-        with self._lock:
-            if self._finished:
-                return False
-            self._state = state
-            self._finished = True
-            self._value = value
-            self._exc = exc
-            if exc is not None:
-                self._exc_frames = _frames_of(exc)
-            if state is _CANCELLED and self.cancel_reason is None:
-                self.cancel_reason = "owner destroyed" if not self._owner_alive() else "cancelled"
-            done_event = self._done_event
-            future = self._future
-            callbacks, self._done_callbacks = self._done_callbacks, None
-        self._ended_at = time.perf_counter()
+    def _settle(
+        self,
+        state: TaskState,
+        value: Any,
+        exc: BaseException | None,
+        reason: str = "cancelled",
+        *,
+        stop: bool = False,
+    ) -> bool:
+        if state is _CANCELLED and not self._owner_alive():
+            reason = "owner destroyed"
+        return Outcome._settle(self, state, value, exc, reason, stop=stop)
+
+    def _settled_locked(self, previous: TaskState, state: TaskState) -> None:
+        exc = self._exc
+        if exc is not None:
+            self._exc_frames = _frames_of(exc)
+
+    def _after_settle(self, previous: TaskState, state: TaskState, stop: bool) -> None:
         self._wake_paused()
         registry = self._registry
         if registry is not None:
             registry._count_settled(state)
-        if done_event is not None:
-            done_event.set()
-        if future is not None:
-            try:
-                _mirror_into(future, self)
-            except BaseException as exc:  # Future runs its callbacks, catching Exception
-                report_callback_exception(f"a done callback of long job {self.name!r}", exc)
-        if callbacks:
-            job = self._job()
-            if job is not None:
-                for fn in callbacks:
-                    _call_done_callback(fn, job)
-        return True
 
     # -- GUI thread ---------------------------------------------------------------------------
 
@@ -438,9 +420,7 @@ class _JobCore:
             or job.receivers(SIGNAL("error(PyObject)")) > 0
         ):
             # Logged when the job is freed unless its failure is read by then (as tasks).
-            assert self._exc is not None
-            note = self._unretrieved = _Unretrieved(f"long job {self.name}", self._exc)
-            weakref.finalize(self, note.report).atexit = False
+            self._note_unretrieved()
         try:
             if state is _SUCCEEDED:
                 job.result.emit(self._value)
@@ -456,13 +436,6 @@ class _JobCore:
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
-
-
-def _call_done_callback(fn: Callable[[Any], object], job: LongJob[Any]) -> None:
-    try:
-        fn(job)
-    except BaseException as exc:
-        report_callback_exception(f"a done callback of long job {job.name!r}", exc)
 
 
 # -- the context the work receives ------------------------------------------------------------
@@ -488,7 +461,7 @@ class JobContext(TaskContext):
 
     @property
     def _core(self) -> _JobCore:
-        return cast(_JobCore, self._task)
+        return cast(_JobCore, self._source)
 
     @property
     def paused(self) -> bool:
@@ -1076,32 +1049,7 @@ class LongJob(QThread, Generic[T]):
             TimeoutError: The job did not end within ``timeout``.
             BlockingCallError: Called on the GUI thread with no timeout before the end.
         """
-        core = self._core
-        if not core._finished:
-            if timeout is None and self._engine.is_gui_thread():
-                raise BlockingCallError(
-                    f"waiting for long job {core.name!r} on the GUI thread with no timeout "
-                    "would freeze the window: connect to job.result / job.error, or await "
-                    "its future from a coroutine"
-                )
-            ev = core._done_event
-            if ev is None:
-                with core._lock:
-                    ev = core._done_event
-                    if ev is None and not core._finished:
-                        ev = core._done_event = threading.Event()
-            if ev is not None and not ev.wait(timeout):
-                raise TimeoutError(f"long job {core.name!r} did not end within {timeout} s")
-        state = core._state
-        if state is _SUCCEEDED:
-            return cast(T, core._value)
-        if state is _CANCELLED:
-            raise TaskCancelledError(
-                f"long job {core.name!r} was {core.cancel_reason or 'cancelled'}"
-            )
-        assert core._exc is not None
-        core._retrieved()
-        raise core._exc
+        return cast(T, self._core._outcome(timeout))
 
     @property
     def future(self) -> Future[T]:
@@ -1111,19 +1059,7 @@ class LongJob(QThread, Generic[T]):
         ``future.cancel()`` asks the job to stop; the Future is cancelled when the work
         has returned.
         """
-        core = self._core
-        fut = core._future
-        if fut is None:
-            with core._lock:
-                fut = core._future
-                if fut is None:
-                    fut = core._future = _ViewFuture(core)
-                    ended = core._finished
-                else:
-                    ended = False
-            if ended:
-                _mirror_into(fut, core)
-        return fut
+        return cast(Future[T], self._core.future)
 
     def __await__(self) -> Generator[Any, None, T]:
         """``await job`` in a coroutine: the result, or the work's exception unchanged.
@@ -1140,21 +1076,11 @@ class LongJob(QThread, Generic[T]):
 
         That is the job thread, or the caller of ``cancel()`` for a job that never
         started.  Low-level (for the asyncio bridge); GUI code wants the signals.
+
+        Raises:
+            TypeError: ``fn`` is not callable (now, not as a logged error at the end).
         """
-        if not callable(fn):  # now, not as a logged error when the job ends
-            raise TypeError(
-                f"add_done_callback() expects a callable, got {fn!r} ({type(fn).__name__}); "
-                "pass the function itself, without calling it"
-            )
-        core = self._core
-        core._waited = True
-        with core._lock:
-            if not core._finished:
-                if core._done_callbacks is None:
-                    core._done_callbacks = []
-                core._done_callbacks.append(fn)
-                return
-        _call_done_callback(fn, self)
+        self._core.add_done_callback(fn)
 
     # -- the job thread -----------------------------------------------------------------------
 
@@ -1170,7 +1096,7 @@ class LongJob(QThread, Generic[T]):
                 try:
                     value = self._invoke(ctx)
                     if isinstance(value, QObject):  # made here: it must not keep this thread
-                        _hand_over_to_gui(value, core._engine.thread(), f"long job {core.name!r}")
+                        hand_over_to_gui(value, core._engine.thread(), f"long job {core.name!r}")
                 except BaseException as exc:
                     core._conclude(None, exc)
                 else:

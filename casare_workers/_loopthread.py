@@ -45,7 +45,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from PySide6.QtCore import QCoreApplication, QObject, QThread
 
 from ._closing import watch_window
-from ._engine import get_engine, report_callback_exception
+from ._engine import get_engine
 from ._errors import (
     BlockingCallError,
     ConfigurationError,
@@ -55,6 +55,7 @@ from ._errors import (
     describe_exception,
 )
 from ._owners import OwnerRecord, check_owner
+from ._report import report_callback_exception
 from ._watchdog import Watchdog
 
 __all__ = ("LoopThread", "LoopThreadOptions")
@@ -101,11 +102,11 @@ class _Call:
         self.task: asyncio.Task[Any] | None = None
         self.future: _CallFuture[Any] = _CallFuture(self)
 
-    def _timed_out(self) -> None:
+    def time_out(self) -> None:
         """The watchdog's deadline passed (watchdog thread)."""
         self.owner._expire(self)
 
-    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
+    def when_done(self, fn: Callable[[Any], object]) -> None:
         """Call ``fn(self)`` once the call's Future is resolved (the watchdog drops its entry)."""
         self.future.add_done_callback(lambda _future: fn(self))
 

@@ -28,20 +28,18 @@ from PySide6.QtCore import (
 
 from ._closing import watch_window
 from ._config import PoolConfig, resolve_pool_configs
+from ._core._handle import TaskHandle
 from ._engine import DeliveryEngine, get_engine
 from ._errors import (
-    AlreadyStartedError,
     ConfigurationError,
     ManagerShutdownError,
     UnknownPoolError,
 )
-from ._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK, positional_slot
+from ._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK, call_mode, positional_slot
 from ._longjob import JobRegistry, JobStatistics, LongJob
 from ._map import MapHandle
 from ._owners import OwnerRecord, check_owner
 from ._pool import Pool, build_pool
-from ._state import TaskState
-from ._task import TaskHandle
 from ._threadpool import PoolStatistics
 from ._watchdog import Watchdog
 from ._worker import Worker
@@ -235,6 +233,8 @@ class _ManagerCore:
         self.lock = threading.RLock()
         self.live: dict[int, TaskHandle[Any]] = {}
         self.keys: dict[tuple[OwnerRecord | None, Hashable], TaskHandle[Any]] = {}
+        #: The owner record and key of every live task submitted with either.
+        self.owned: dict[int, tuple[OwnerRecord | None, Hashable | None]] = {}
         self.owners: dict[int, OwnerRecord] = {}
         # The window-close listener of each record (held here: _closing holds it weakly).
         self.closers: dict[OwnerRecord, _OwnerCloser] = {}
@@ -359,8 +359,8 @@ class _ManagerCore:
             joined = self.in_flight(opts)
             if joined is not None:
                 return joined
-        task: TaskHandle[T] = TaskHandle(fn, args, kwargs, self.engine, opts.name)
-        mode = task._ctx_mode
+        mode = call_mode(fn)
+        task: TaskHandle[T] = TaskHandle(fn, args, kwargs, self.engine, opts.name, mode=mode)
         if mode:
             if mode == WANTS_CTX and ("ctx" in kwargs or (args and _fills_ctx(fn, args))):
                 raise TypeError(
@@ -374,8 +374,7 @@ class _ManagerCore:
                     "do not pass progress_callback= yourself"
                 )
         joined = self.enqueue(task, pool, opts, pool.submit)
-        if joined is not None:
-            task._fn = task._args = task._kwargs = None  # never queued: nothing to run
+        if joined is not None:  # the new task was never queued: it is dropped here
             return cast("TaskHandle[T]", joined)
         return task
 
@@ -418,9 +417,7 @@ class _ManagerCore:
         self.check_open()
         pool = self.pool(opts.pool)
         task = worker.handle
-        if task._engine is not self.engine:
-            raise RuntimeError("this Worker was created for another QApplication")
-        own = task._owner  # worker.owner, set before starting
+        own = task.owner_record  # worker.owner, set before starting
         if own is not None:
             owner = own.get()
             if opts.owner_record is None:
@@ -431,13 +428,6 @@ class _ManagerCore:
                     f"Worker {task.name!r} has an owner of its own (worker.owner) and the "
                     "options name another; give the owner in one place"
                 )
-        with task._lock:
-            if task._state is not TaskState.PENDING or task._pool is not None:
-                raise AlreadyStartedError(
-                    f"Worker {task.name!r} was already started ({task.state.value}); "
-                    "a Worker runs once, create a new one"
-                )
-            task._pool = pool  # claims the worker
         if opts.name is not None:
             task.name = opts.name
         self.enqueue(task, pool, opts, pool.submit)
@@ -456,14 +446,17 @@ class _ManagerCore:
         instead and ``task`` is not queued (the check and the queueing are one step
         under the lock, so two threads cannot both start the request).
         """
-        task._pool = pool
-        task._lock = pool.lock
-        task._manager = self
-        if opts.priority:
-            task._priority = opts.priority
-        if opts.timeout is not None:
-            task._timeout = opts.timeout
         record = opts.owner_record
+        # Claims the task (a Worker runs once: AlreadyStartedError on a second start).
+        task.bind(
+            pool,
+            self,
+            self.engine,
+            priority=opts.priority,
+            timeout=opts.timeout,
+            owner=record,
+            key=opts.key,
+        )
         superseded: TaskHandle[Any] | None = None
         if record is not None or opts.key is not None:
             with self.lock:
@@ -483,11 +476,10 @@ class _ManagerCore:
                     ):
                         # Another thread submitted the same request meanwhile: join it.
                         return superseded
-                    task._key = opts.key
                     self.keys[key] = task
                 if record is not None:
-                    task._owner = record
                     record.tasks.add(task)
+                self.owned[task.id] = (record, opts.key)
         # A single dict store is atomic under the GIL: no lock on the plain path.
         self.live[task.id] = task
         if self.watchers:
@@ -536,13 +528,26 @@ class _ManagerCore:
 
     # -- GUI-thread bookkeeping (called by the handles through the engine) -----------------
 
-    def _task_started(self, task: TaskHandle[Any]) -> None:
+    # The TaskHost protocol (casare_workers._core._host): what tasks tell the manager.
+
+    @property
+    def wants_started(self) -> bool:
+        """True if something listens to ``task_started``."""
+        return self._wants_started
+
+    def task_started(self, task: TaskHandle[Any]) -> None:
+        """Emit ``task_started`` (GUI thread)."""
         facade = self.facade()
         if facade is not None:
             facade.task_started.emit(task)
 
-    def _task_delivered(self, task: TaskHandle[Any]) -> None:
-        if task._owner is not None or task._key is not None:
+    def watch_timeout(self, task: TaskHandle[Any], seconds: float) -> None:
+        """Time ``task`` out after ``seconds`` unless it ended (any thread)."""
+        self._watchdog.watch(task, seconds)
+
+    def task_delivered(self, task: TaskHandle[Any]) -> None:
+        """Forget a delivered task; update ``busy`` and ``task_finished`` (GUI thread)."""
+        if task.id in self.owned:
             with self.lock:
                 self.forget(task)
         else:
@@ -561,13 +566,12 @@ class _ManagerCore:
     def forget(self, task: TaskHandle[Any]) -> None:
         # Called with the lock held.
         self.live.pop(task.id, None)
-        record = task._owner
+        record, key = self.owned.pop(task.id, (None, None))
         if record is not None:
             record.tasks.discard(task)
-        if task._key is not None:
-            key = (record, task._key)
-            if self.keys.get(key) is task:
-                del self.keys[key]
+        if key is not None:
+            if self.keys.get((record, key)) is task:
+                del self.keys[(record, key)]
 
     def set_busy(self, facade: WorkerManager, busy: bool) -> None:
         self.busy = busy

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from PySide6.QtCore import QObject
 
-from ._engine import DeliveryEngine, report_callback_exception
-from ._state import TaskState
-from ._task import TaskHandle
+from ._core._handle import TaskHandle
+from ._core._state import TaskState
+from ._engine import DeliveryEngine
+from ._report import report_callback_exception
 
 if TYPE_CHECKING:
     from ._threadpool import ThreadPool
@@ -51,11 +52,14 @@ class _Runner:
     def __init__(self, task: MapHandle[Any]) -> None:
         self._task = task
 
-    def _pool_run(self) -> None:
-        task = self._task
-        # Runners of one map run at once, and a Context can be entered by only one
-        # thread at a time: each runner enters its own copy of the submitter's context.
-        task._context.copy().run(task._run_chunks)
+    @property
+    def task(self) -> MapHandle[Any]:
+        """The map this runner works for."""
+        return self._task
+
+    def execute(self) -> None:
+        """Run chunks of the map on this (pool) thread until none is left."""
+        self._task._run_in_context()
 
 
 class MapHandle(TaskHandle[list[R]]):
@@ -146,13 +150,44 @@ class MapHandle(TaskHandle[list[R]]):
     def _launch(self, pool: ThreadPool) -> None:
         """Queue the runners (the task is already registered with ``pool``)."""
         if self._n == 0:
-            self._settle(_SUCCEEDED, [], None)
+            self.succeed([])
             return
         self._runners = max(1, min(pool.max_workers, self._n))
         pool.push_items([_Runner(self) for _ in range(self._runners)], self._priority)
 
-    def _pool_run(self) -> None:  # pragma: no cover - a map is run by its runners
-        self._run_chunks()
+    def execute(self) -> None:  # pragma: no cover - a map is run by its runners
+        self._run_in_context()
+
+    def _run_in_context(self) -> None:
+        # Runners of one map run at once, and a Context can be entered by only one
+        # thread at a time: each runner enters its own copy of the submitter's context.
+        self._context.copy().run(self._run_chunks)
+
+    # -- the chunk interface, for pools that ship chunks elsewhere (processes, Dask) ------
+
+    @property
+    def items(self) -> list[Any]:
+        """The input items (empty once the map ended and let go of them)."""
+        return self._items or []
+
+    @property
+    def fixed_chunksize(self) -> int | None:
+        """The chunk size given to ``map``, or None to let the pool choose."""
+        return self._chunk if self._fixed_chunk else None
+
+    def set_chunks(self, count: int) -> None:
+        """The pool cut the items into ``count`` chunks (shown by :attr:`chunks`)."""
+        self._chunks = count
+
+    def store_results(self, start: int, values: list[Any]) -> None:
+        """Put the results of the chunk that begins at item ``start`` in place."""
+        self._results[start : start + len(values)] = values
+
+    def finish(self) -> bool:
+        """Every chunk is stored: report full progress and end with the results."""
+        self._release_inputs()
+        self.report_progress(self._n, self._n)
+        return self.succeed(self._results)
 
     def _next_chunk(self) -> int:
         # Called with the lock held.
@@ -171,7 +206,7 @@ class MapHandle(TaskHandle[list[R]]):
     def _run_chunks(self) -> None:
         lock = self._lock
         # The first runner starts the task; the others join it while it runs.
-        if not self._begin() and self._state is not _RUNNING:
+        if not self.begin() and self._state is not _RUNNING:
             return
         fn = self._fn
         items = self._items
@@ -198,7 +233,7 @@ class MapHandle(TaskHandle[list[R]]):
             except BaseException as exc:
                 exc.add_note(f"raised by item {index} of map({self.name})")
                 self._release_inputs()
-                self._settle(_FAILED, None, exc)
+                self.fail(exc)
                 return
             spent = clock() - began
             with lock:
@@ -208,10 +243,7 @@ class MapHandle(TaskHandle[list[R]]):
                 previous = self._per_item
                 self._per_item = per_item if previous is None else (previous + per_item) / 2
                 self._ranges.append((start, end))
-            self._progress = (done, n)
-            if not self._progress_dirty:
-                self._progress_dirty = True
-                self._engine.mark_dirty(self)
+            self.report_progress(done, n)
             for hook in self._chunk_hooks:
                 try:
                     hook()
@@ -219,5 +251,5 @@ class MapHandle(TaskHandle[list[R]]):
                     report_callback_exception(f"a chunk hook of map({self.name})", exc)
             if done == n:
                 self._release_inputs()
-                self._settle(_SUCCEEDED, results, None)
+                self.succeed(results)
                 return

@@ -28,9 +28,9 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QBrush, QColor
 
+from ._core._state import TaskState
 from ._longjob import LongJob
 from ._manager import WorkerManager
-from ._state import TaskState
 
 __all__ = ("TaskLike", "TaskTableModel")
 

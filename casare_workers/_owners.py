@@ -30,7 +30,7 @@ import shiboken6
 from PySide6.QtCore import QObject, Qt
 
 if TYPE_CHECKING:
-    from ._task import TaskHandle
+    from ._core._handle import TaskHandle
 
 __all__ = ("OwnerRecord", "check_owner")
 

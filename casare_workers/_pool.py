@@ -20,13 +20,13 @@ import importlib
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._core._state import TaskState
 from ._errors import ConfigurationError
-from ._state import TaskState
 
 if TYPE_CHECKING:
     from ._config import PoolConfig
+    from ._core._handle import TaskHandle
     from ._map import MapHandle
-    from ._task import TaskHandle
     from ._threadpool import PoolStatistics
 
 __all__ = ("POOL_FACTORIES", "Pool", "TaskCounters", "build_pool")
@@ -57,11 +57,18 @@ class Pool(Protocol):
     def submit_map(self, task: MapHandle[Any], priority: int) -> None:
         """Queue a ``map`` (one task over many items), chunked as suits the backend."""
 
+    @property
+    def timeout_fate(self) -> str | None:
+        """What happens to work that outlives its timeout (None: a thread keeps running)."""
+
     def count_started(self) -> None:
         """A queued task started running (called with ``lock`` held)."""
 
     def count_settled(self, previous: TaskState, state: TaskState) -> None:
         """Update the counters for one terminal transition (called with ``lock`` held)."""
+
+    def wait_from_worker(self, task: Any, event: threading.Event) -> bool | None:
+        """A blocking wait for ``task`` with no timeout: refuse it if it would deadlock."""
 
     def on_cancel(self, task: TaskHandle[Any], was_running: bool) -> None:
         """``task`` was cancelled (queued or running): stop its work if the backend can."""
@@ -96,6 +103,15 @@ class TaskCounters:
     ``submitted == queued + running + succeeded + failed + cancelled`` holds at every
     moment.  A task that was never counted (a ``Worker`` still PENDING) is ignored.
     """
+
+    @property
+    def timeout_fate(self) -> str | None:
+        """What happens to work that outlives its timeout (None: a thread keeps running)."""
+        return None
+
+    def wait_from_worker(self, task: Any, event: threading.Event) -> bool | None:
+        """A blocking wait for ``task`` with no timeout; None: wait as usual (see ThreadPool)."""
+        return None
 
     _queued = 0
     _running = 0

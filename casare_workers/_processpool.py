@@ -15,7 +15,7 @@ for lack of memory) takes only its own work down.  Data flow::
     cancel / timeout / owner ──wake──────►├── cancel flag + task id ──► ctx.cancelled, ctx.wait
       destroyed / shutdown                └── cancel_grace passed: kill that process; the
                                               slot starts a new one for its next job
-    signals on the GUI thread ◄── engine ◄── task._settle(result | error | WorkerCrashedError)
+    signals on the GUI thread ◄── engine ◄── task.succeed | fail (WorkerCrashedError) | cancel
 
 Why one ``ProcessPoolExecutor`` per slot, each with one process: when any process of a
 ``ProcessPoolExecutor`` dies, the executor marks itself broken, fails *every* pending
@@ -73,10 +73,11 @@ from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection, wait
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _processworker
 from ._config import PoolConfig
+from ._core._state import TaskState
 from ._errors import (
     ManagerShutdownError,
     SerializationError,
@@ -90,16 +91,14 @@ from ._remote import (
     dump_items,
     dumps_checked,
     start_task,
-    watch_timeout,
 )
-from ._state import TaskState
 from ._threadpool import PoolStatistics
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
+    from ._core._handle import TaskHandle
     from ._map import MapHandle
-    from ._task import TaskHandle
 
 __all__ = ("CHUNKS_PER_WORKER", "PIPELINE", "ProcessPool", "available_memory", "size_for_memory")
 
@@ -291,7 +290,7 @@ class _Slot:
         self.idle_since = 0.0
 
     def abandoned(self) -> list[_Job]:
-        return [job for job in self.jobs if job.task._finished]
+        return [job for job in self.jobs if job.task.done()]
 
 
 class ProcessPool(TaskCounters):
@@ -352,7 +351,7 @@ class ProcessPool(TaskCounters):
     def submit(self, task: TaskHandle[Any], priority: int) -> None:
         """Pickle the call now (refusing what cannot travel), then queue it."""
         self._check_accepting()
-        payload = dumps_checked(task.name, task._fn, task._args or (), task._kwargs or {})
+        payload = dumps_checked(task.name, *task.call[:3])
         with self.lock:
             self._register(task)
             self._push(_Job(task, payload, priority, next(self._seq)))
@@ -362,13 +361,12 @@ class ProcessPool(TaskCounters):
     def submit_map(self, task: MapHandle[Any], priority: int) -> None:
         """Cut the items into chunks, pickle each now, and queue them as one task."""
         self._check_accepting()
-        items = task._items or []
+        items = task.items
         n = len(items)
-        if task._fixed_chunk:
-            size = task._chunk
-        else:
-            size = max(1, math.ceil(n / (self.max_workers * CHUNKS_PER_WORKER)))
-        state = _MapState(dumps_checked(f"map({task.name})", task._fn, (), {}))
+        size = task.fixed_chunksize or max(
+            1, math.ceil(n / (self.max_workers * CHUNKS_PER_WORKER))
+        )
+        state = _MapState(dumps_checked(f"map({task.name})", task.call.fn, (), {}))
         name = task.name
         jobs = [
             _Job(task, dump_items(name, items, start, size), priority, 0, state, start, count)
@@ -377,15 +375,14 @@ class ProcessPool(TaskCounters):
         ]
         with self.lock:
             self._register(task)
-            task._chunks = len(jobs)
+            task.set_chunks(len(jobs))
             for job in jobs:
                 job.order = next(self._seq)
                 self._push(job)
             if jobs:
                 self._ensure_service()
         if not jobs:
-            task._items = None
-            task._settle(_SUCCEEDED, [], None)
+            task.finish()
             return
         self._wake()
 
@@ -409,7 +406,7 @@ class ProcessPool(TaskCounters):
     def _register(self, task: TaskHandle[Any]) -> None:
         # Called with the lock held.
         self._check_accepting()
-        task._state = _QUEUED
+        task.mark_queued()
         self.count_submitted()
 
     def _ensure_service(self) -> None:
@@ -505,7 +502,7 @@ class ProcessPool(TaskCounters):
         )
         error.__cause__ = exc
         for job in jobs:
-            job.task._settle(_FAILED, None, error)
+            job.task.fail(error)
 
     def _next_deadline(self) -> float | None:
         now = time.monotonic()
@@ -559,7 +556,7 @@ class ProcessPool(TaskCounters):
                         apply_progress(job.task, progress, status)
                     else:
                         job.partial = progress[0] if progress is not None else 0
-                        self._map_progress(job.task, job.map)
+                        self._map_progress(cast("MapHandle[Any]", job.task), job.map)
                     break
         except Exception:
             # The process died mid-message (its executor reports the crash) or sent
@@ -578,10 +575,10 @@ class ProcessPool(TaskCounters):
         for job in list(slot.jobs):
             if job.watch_pending and job.worker is worker:
                 job.watch_pending = False
-                watch_timeout(job.task)
+                job.task.watch_timeout()
 
-    def _map_progress(self, task: TaskHandle[Any], state: _MapState) -> None:
-        total = task._n  # type: ignore[attr-defined]
+    def _map_progress(self, task: MapHandle[Any], state: _MapState) -> None:
+        total = task.total
         done = state.done + sum(job.partial for job in state.running)
         apply_progress(task, (min(done, total), total), None)
 
@@ -628,7 +625,7 @@ class ProcessPool(TaskCounters):
                 self._finish(job, future.result())
 
     def _requeue(self, job: _Job) -> None:
-        if job.task._finished:
+        if job.task.done():
             return
         job.worker = None
         job.signalled = False
@@ -705,21 +702,18 @@ class ProcessPool(TaskCounters):
         state = job.map
         if state is None:
             apply_progress(task, progress, status)  # the final values precede the result
-            task._settle(_SUCCEEDED, value, None)
+            task.succeed(value)
             return
-        results = task._results  # type: ignore[attr-defined]
-        results[job.start : job.start + job.count] = value
+        mapped = cast("MapHandle[Any]", task)
+        mapped.store_results(job.start, value)
         state.done += job.count
-        total = task._n  # type: ignore[attr-defined]
-        if state.done >= total:
-            task._items = None  # type: ignore[attr-defined]
-            apply_progress(task, (total, total), None)
-            task._settle(_SUCCEEDED, results, None)
+        if state.done >= mapped.total:
+            mapped.finish()
         else:
-            self._map_progress(task, state)
+            self._map_progress(mapped, state)
 
     def _fail(self, job: _Job, exc: BaseException) -> None:
-        job.task._settle(_FAILED, None, exc)
+        job.task.fail(exc)
 
     def _signal_ended(self) -> None:
         """Tell workers about jobs whose task ended here (cancel, timeout, owner gone).
@@ -854,14 +848,14 @@ class ProcessPool(TaskCounters):
         state = job.map
         if job.begun or (state is not None and state.started):
             job.begun = True
-            return not task._finished
+            return not task.done()
         if not start_task(task, self, watch=False):
             return False
         job.begun = True
-        job.watch_pending = task._timeout is not None
+        job.watch_pending = task.timeout is not None
         if state is not None:
             state.started = True
-        task.add_done_callback(self._task_done)
+        task.when_done(self._task_done)
         return True
 
     def _task_done(self, task: TaskHandle[Any]) -> None:
@@ -888,7 +882,7 @@ class ProcessPool(TaskCounters):
                         job.seq,
                         task.id,
                         task.name,
-                        task._ctx_mode,
+                        task.call.mode,
                         job.payload,
                     )
                 else:
@@ -922,7 +916,7 @@ class ProcessPool(TaskCounters):
             slot.jobs.append(job)
         if job.watch_pending and worker.ready:
             job.watch_pending = False
-            watch_timeout(task)
+            task.watch_timeout()
         if job.map is not None:
             job.map.running.add(job)
         future.add_done_callback(lambda f: self._completed(slot, job, f))
@@ -1040,7 +1034,7 @@ class ProcessPool(TaskCounters):
         with self.lock:
             seen: dict[int, TaskHandle[Any]] = {}
             for _, _, job in self._heap:
-                if job.task._state is _QUEUED:
+                if job.task.state is _QUEUED:
                     seen[job.task.id] = job.task
             return list(seen.values())
 

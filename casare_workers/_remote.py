@@ -3,8 +3,8 @@
 * :func:`dumps_checked` pickles a task's function and arguments on the submitting thread,
   so that work that cannot travel is refused by ``submit`` with an error naming the
   culprit, never as a hang or a crash later;
-* :func:`start_task` is the QUEUED -> RUNNING bookkeeping a thread does in
-  ``TaskHandle._pool_run`` (state, counters, ``started``, the timeout watchdog);
+* :func:`start_task` is the QUEUED -> RUNNING step a thread does in
+  ``TaskHandle.execute`` (``TaskHandle.begin``: state, counters, ``started``, timeout);
 * :func:`apply_progress` feeds progress that arrived from elsewhere into the delivery
   engine's coalescing, exactly as ``TaskContext.progress`` does on a thread;
 * :class:`RemoteTraceback` carries the traceback text of an exception raised elsewhere
@@ -18,12 +18,12 @@ import pickle
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._core._state import TaskState
 from ._errors import SerializationError, describe_exception
-from ._state import TaskState
 
 if TYPE_CHECKING:
+    from ._core._handle import TaskHandle
     from ._pool import Pool
-    from ._task import TaskHandle
 
 __all__ = (
     "RemoteTraceback",
@@ -33,7 +33,6 @@ __all__ = (
     "dump_items",
     "dumps_checked",
     "start_task",
-    "watch_timeout",
 )
 
 _QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
@@ -158,17 +157,10 @@ def start_task(task: TaskHandle[Any], pool: Pool, *, watch: bool = True) -> bool
 
     A task that was cancelled meanwhile is left alone; one whose owner died is cancelled.
     Runs on the pool's dispatching thread, without the pool's lock held.  With
-    ``watch=False`` the pool starts the timeout itself (:func:`watch_timeout`) once the
-    function can really start (a process pool: when its worker process is up).
+    ``watch=False`` the pool starts the timeout itself (``task.watch_timeout()``) once
+    the function can really start (a process pool: when its worker process is up).
     """
-    return task._begin(watch=watch)
-
-
-def watch_timeout(task: TaskHandle[Any]) -> None:
-    """Start ``task``'s timeout now, if it has one (any thread)."""
-    manager = task._manager
-    if task._timeout is not None and manager is not None:
-        manager._watchdog.watch(task, task._timeout)
+    return task.begin(watch=watch)
 
 
 def apply_progress(
@@ -179,12 +171,7 @@ def apply_progress(
     Runs on whichever thread received it (any thread).  Latest value wins, exactly as
     ``TaskContext.progress`` on a thread.
     """
-    if task._finished or (progress is None and status is None):
-        return
     if progress is not None:
-        task._progress = progress
+        task.report_progress(*progress)
     if status is not None:
-        task._status = status
-    if not task._progress_dirty:
-        task._progress_dirty = True
-        task._engine.mark_dirty(task)
+        task.report_status(status)

@@ -47,17 +47,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._config import PoolConfig
+from ._core._state import TaskState
 from ._errors import BlockingCallError, ManagerShutdownError
 from ._pool import TaskCounters
-from ._state import TaskState
 
 # Module-level aliases: looking a member up on the Enum class costs a descriptor call.
 _QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
 _SUCCEEDED, _FAILED = TaskState.SUCCEEDED, TaskState.FAILED
 
 if TYPE_CHECKING:
+    from ._core._handle import TaskHandle
     from ._map import MapHandle
-    from ._task import TaskHandle
 
 __all__ = ("INJECT_DELAY", "PoolStatistics", "ThreadPool")
 
@@ -70,10 +70,10 @@ logger = logging.getLogger("casare_workers")
 class PoolItem(Protocol):
     """What a pool runs: a task, or one of a ``map``'s chunk runners."""
 
-    def _pool_run(self) -> None: ...
+    def execute(self) -> None: ...
 
     @property
-    def _task(self) -> TaskHandle[Any]: ...
+    def task(self) -> TaskHandle[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +261,7 @@ class ThreadPool(TaskCounters):
             True once the task has ended.
         """
         with self.lock:
-            counted = threading.get_ident() in self._current and not task._finished
+            counted = threading.get_ident() in self._current and not task.done()
             if counted:
                 if self._self_waits + 1 >= self.max_workers:
                     raise BlockingCallError(
@@ -284,7 +284,7 @@ class ThreadPool(TaskCounters):
     def still_running(self) -> list[str]:
         """Names of the functions the threads are executing now."""
         with self.lock:
-            return [item._task.name for item in self._current.values()]
+            return [item.task.name for item in self._current.values()]
 
     def register(self, task: TaskHandle[Any]) -> None:
         """Count a task that runs on this pool's threads through ``push_items``."""
@@ -352,7 +352,7 @@ class ThreadPool(TaskCounters):
                         self._arm_monitor()
                     lock.release()
                     try:
-                        item._pool_run()
+                        item.execute()
                     except BaseException:  # a bug of ours: keep the thread serving
                         logger.exception("pool %r: internal error running %r", self.name, item)
                     with lock:
@@ -410,7 +410,7 @@ class ThreadPool(TaskCounters):
     def statistics(self) -> PoolStatistics:
         """Return a consistent snapshot of the counters."""
         with self.lock:
-            abandoned = sum(1 for item in self._current.values() if item._task.done())
+            abandoned = sum(1 for item in self._current.values() if item.task.done())
             return PoolStatistics(
                 name=self.name,
                 kind=self.kind,
@@ -429,7 +429,7 @@ class ThreadPool(TaskCounters):
             seen: dict[int, TaskHandle[Any]] = {}
             for level in sorted(self._queues, reverse=True):
                 for item in self._queues[level]:
-                    task = item._task
+                    task = item.task
                     if task._state is _QUEUED:
                         seen[task.id] = task
             return list(seen.values())

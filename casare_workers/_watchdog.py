@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ._engine import report_callback_exception
+from ._report import report_callback_exception
 
 __all__ = ("Watchdog", "Watched")
 
@@ -18,10 +18,10 @@ __all__ = ("Watchdog", "Watched")
 class Watched(Protocol):
     """What a watchdog watches: a task, or a ``LoopThread`` call."""
 
-    def _timed_out(self) -> None:
+    def time_out(self) -> None:
         """The deadline passed (runs on the watchdog's thread)."""
 
-    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
+    def when_done(self, fn: Callable[[Any], object]) -> None:
         """Call ``fn`` once when it ends (at once if it has ended)."""
 
 
@@ -51,7 +51,7 @@ class Watchdog:
         self._stopped = False
 
     def watch(self, target: Watched, timeout: float) -> None:
-        """Call ``target._timed_out()`` ``timeout`` seconds from now unless it ended."""
+        """Call ``target.time_out()`` ``timeout`` seconds from now unless it ended."""
         deadline = time.monotonic() + timeout
         entry: _Entry = [deadline, next(self._seq), weakref.ref(target)]
         with self._cv:
@@ -65,7 +65,7 @@ class Watchdog:
                 self._thread.start()
             elif self._heap[0] is entry:
                 self._cv.notify()
-        target.add_done_callback(lambda _target: self._drop(entry))
+        target.when_done(lambda _target: self._drop(entry))
 
     def _drop(self, entry: _Entry) -> None:
         # Runs on the thread that ended the target.
@@ -113,7 +113,7 @@ class Watchdog:
             task = ref()
             if task is not None:
                 try:
-                    task._timed_out()
+                    task.time_out()
                 except BaseException as exc:  # never let one task stop the watchdog
                     report_callback_exception("the timeout watchdog", exc)
             del task

@@ -25,13 +25,15 @@ from typing import Any, Generic, TypeVar, overload
 from PySide6.QtCore import QObject, QRunnable
 
 from ._closing import watch_window
+from ._core._call import name_of
+from ._core._context import TaskContext
+from ._core._handle import TaskHandle
+from ._core._state import TaskState
 from ._engine import get_engine
 from ._errors import AlreadyStartedError
 from ._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK, call_mode
 from ._owners import OwnerRecord, check_owner
 from ._signals import WorkerSignals
-from ._state import TaskState
-from ._task import TaskContext, TaskHandle, _name_of
 
 __all__ = ("Worker",)
 
@@ -103,7 +105,7 @@ class Worker(QRunnable, Generic[T]):
                     "to pass data to a subclass, override work() and declare it there"
                 )
             target = fn
-            name = _name_of(fn)
+            name = name_of(fn)
         engine = get_engine()
         signals = WorkerSignals()
         if not engine.is_gui_thread():
@@ -184,7 +186,7 @@ class Worker(QRunnable, Generic[T]):
                     self.handle.name,
                 )
             return
-        self.handle._pool_run()
+        self.handle.execute()
 
     def cancel(self) -> bool:
         """Cancel the worker (see :meth:`TaskHandle.cancel`)."""

@@ -235,6 +235,7 @@ def test_nothing_is_emitted_after_the_outcome_even_from_a_nested_loop(
 ) -> None:
     """A map fails on one runner while another still finishes its chunk."""
     second_started = threading.Event()
+    second_returned = threading.Event()
 
     def item(n: int) -> int:
         if n == 0:
@@ -242,6 +243,7 @@ def test_nothing_is_emitted_after_the_outcome_even_from_a_nested_loop(
             raise ValueError("item 0")
         second_started.set()
         gate.wait()  # still running when the map has already failed
+        second_returned.set()
         return n
 
     handle = manager.map(item, [0, 1], chunksize=1)
@@ -251,9 +253,10 @@ def test_nothing_is_emitted_after_the_outcome_even_from_a_nested_loop(
     def modal(_error: object) -> None:
         # A dialog in the error slot; meanwhile the other runner ends its chunk and
         # reports progress, and the nested loop flushes whatever is pending.
-        before = handle.progress
         gate.open()
-        qtbot.waitUntil(lambda: handle.progress != before, timeout=10_000)
+        qtbot.waitUntil(second_returned.is_set, timeout=10_000)
+        # Until the other runner is back from its chunk (its bookkeeping done).
+        qtbot.waitUntil(lambda: manager.statistics()["io"].busy == 0, timeout=10_000)
         manager.engine.flush()
 
     handle.signals.error.connect(modal)

@@ -20,11 +20,13 @@ from casare_workers.pytest_plugin import wait_for_handle
 
 
 class _Item:
+    """A pool item (what ThreadPool runs): ``execute()`` and the ``task`` it works for."""
+
     def __init__(self, fn: Any) -> None:
         self.fn = fn
-        self._task = self
+        self.task = self
 
-    def _pool_run(self) -> None:
+    def execute(self) -> None:
         self.fn()
 
     def done(self) -> bool:
