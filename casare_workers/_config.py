@@ -22,7 +22,6 @@ and PDF parsing) and ``"dask"`` (a Dask cluster, ``_daskpool``; needs the
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
 
 from ._errors import ConfigurationError
+from ._validation import check_seconds, check_size
 
 __all__ = ("PoolConfig", "default_pool_configs", "resolve_pool_configs")
 
@@ -83,13 +83,13 @@ class PoolConfig:
     connect_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        _check_size("max_workers", self.max_workers)
+        check_size("max_workers", self.max_workers)
         if self.kind not in POOL_KINDS:
             raise ConfigurationError(
                 f"kind must be one of {', '.join(map(repr, POOL_KINDS))}, got {self.kind!r}"
             )
-        _check_seconds("idle_timeout", self.idle_timeout, allow_zero=False)
-        _check_seconds("cancel_grace", self.cancel_grace, allow_zero=True)
+        check_seconds("idle_timeout", self.idle_timeout, allow_zero=False)
+        check_seconds("cancel_grace", self.cancel_grace, allow_zero=True)
         if self.memory_per_worker is not None:
             if self.kind != "process":
                 raise ConfigurationError("memory_per_worker applies to kind='process' pools only")
@@ -119,32 +119,9 @@ class PoolConfig:
                 f"address= and client= apply to kind='dask' pools only (this pool is "
                 f"kind={self.kind!r})"
             )
-        _check_seconds("connect_timeout", self.connect_timeout, allow_zero=False)
+        check_seconds("connect_timeout", self.connect_timeout, allow_zero=False)
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
             raise ConfigurationError(f"retries must be an int >= 0, got {self.retries!r}")
-
-
-def _check_seconds(what: str, value: object, *, allow_zero: bool) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-        or (value == 0 and not allow_zero)
-    ):
-        kind = "non-negative" if allow_zero else "positive"
-        raise ConfigurationError(f"{what} must be a {kind} number of seconds, got {value!r}")
-
-
-def _check_size(what: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(
-            f"{what} must be a whole number of workers (1 or more), "
-            f"got {value!r} ({type(value).__name__})"
-        )
-    if value < 1:
-        raise ConfigurationError(f"{what} must be 1 or more, got {value}")
-    return value
 
 
 def _cpu_count() -> int:
@@ -220,7 +197,7 @@ def resolve_pool_configs(
         if isinstance(spec, PoolConfig):
             resolved[name] = spec
         else:
-            size = _check_size(f"size of pool {name!r}", spec)
+            size = check_size(f"size of pool {name!r}", spec)
             known = resolved.get(name)
             resolved[name] = (
                 PoolConfig(size) if known is None else replace(known, max_workers=size)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
-import math
 import threading
 import time
 import weakref
@@ -41,6 +40,7 @@ from ._map import MapHandle
 from ._owners import OwnerRecord, check_owner
 from ._pool import Pool, build_pool
 from ._threadpool import PoolStatistics
+from ._validation import check_priority, check_seconds
 from ._watchdog import Watchdog
 from ._worker import Worker
 
@@ -274,12 +274,9 @@ class _ManagerCore:
         key_policy: str = "supersede",
     ) -> TaskOptions:
         self.pool(pool)
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise ConfigurationError(
-                f"priority must be an int (higher runs first), got {priority!r}"
-            )
+        check_priority(priority)
         if timeout is not None:
-            _check_timeout("timeout", timeout)
+            check_seconds("timeout", timeout)
         if key is not None:
             try:
                 hash(key)
@@ -647,7 +644,7 @@ class _ManagerCore:
         if self.report is not None:
             return self.report
         timeout = self.shutdown_timeout if timeout is None else timeout
-        _check_timeout("timeout", timeout, allow_zero=True)
+        check_seconds("timeout", timeout, allow_zero=True)
         began = time.monotonic()
         deadline = self.quit_deadline() if automatic else began + timeout
         self.closed = True
@@ -763,7 +760,7 @@ class WorkerManager(QObject):
                 "worker threads can then use it freely"
             )
         configs = resolve_pool_configs(pools)
-        _check_timeout("shutdown_timeout", shutdown_timeout, allow_zero=True)
+        check_seconds("shutdown_timeout", shutdown_timeout, allow_zero=True)
         super().__init__(parent)
         self._core = core = _ManagerCore(self, engine, configs, float(shutdown_timeout))
         # Through the meta-object, not QMetaMethod.fromSignal(self.x): in PySide6 6.11
@@ -920,7 +917,7 @@ class WorkerManager(QObject):
         Raises:
             ConfigurationError: ``timeout`` is not a non-negative number of seconds.
         """
-        _check_timeout("wait_for_done() timeout", timeout, allow_zero=True)
+        check_seconds("wait_for_done() timeout", timeout, allow_zero=True)
         core = self._core
         deadline = time.monotonic() + timeout
         gui = core.engine.is_gui_thread()
@@ -1046,20 +1043,6 @@ def _fills_ctx(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
     """True if ``args`` reach ``fn``'s positional ``ctx`` parameter (the manager's to pass)."""
     slot = positional_slot(fn, "ctx")
     return slot is not None and len(args) > slot
-
-
-def _check_timeout(what: str, value: object, *, allow_zero: bool = False) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-        or (value == 0 and not allow_zero)
-    ):
-        raise ConfigurationError(
-            f"{what} must be a {'non-negative' if allow_zero else 'positive'} number of "
-            f"seconds, got {value!r}"
-        )
 
 
 def _abandon(core_ref: weakref.ref[_ManagerCore], *_: object) -> None:
