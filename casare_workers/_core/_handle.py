@@ -29,7 +29,6 @@ from PySide6.QtCore import QObject
 from .._errors import AlreadyStartedError, BlockingCallError
 from .._introspect import call_mode
 from .._signals import WorkerSignals
-from ._call import name_of
 from ._delivery import Continuation, Delivery, check_context
 from ._failure import TaskFailure
 from ._outcome import Outcome, reject_callbacks
@@ -87,7 +86,9 @@ class TaskHandle(Delivery[T]):
         signals: WorkerSignals | None = None,
         mode: int | None = None,
     ) -> None:
-        Outcome.__init__(self, next(_ids), name if name is not None else name_of(fn), _loose_lock)
+        # The name is computed when first read (most tasks never are): name_of costs
+        # as much as the rest of this constructor.
+        Outcome.__init__(self, next(_ids), name, _loose_lock)
         self._fn: Callable[..., T] | None = fn
         self._args: tuple[Any, ...] | None = args
         self._kwargs: dict[str, Any] | None = kwargs
