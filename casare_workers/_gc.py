@@ -9,7 +9,7 @@ dispatching an event to it: a segfault, at random, long after the code that made
 cycle ran.  Reference counting is not affected (an object freed by refcount is freed
 where its last reference is dropped, which the library arranges to be the GUI thread).
 
-:func:`collect_garbage_on_gui_thread` turns the automatic collector off and runs it from
+:func:`~casare_workers.collect_garbage_on_gui_thread` turns the automatic collector off and runs it from
 a timer on the GUI thread instead, with the interpreter's own thresholds deciding which
 generation to collect.  This is the same remedy pyqtgraph and several large PySide/PyQt
 applications use; it is opt-in because the collector's state is process-wide.
@@ -36,12 +36,12 @@ _active: GuiGarbageCollector | None = None
 class GuiGarbageCollector:
     """Runs Python's cyclic garbage collector from a timer on the GUI thread.
 
-    Create it with :func:`collect_garbage_on_gui_thread`.  While it is active the
+    Create it with :func:`~casare_workers.collect_garbage_on_gui_thread`.  While it is active the
     automatic collector is disabled (``gc.isenabled()`` is False); :meth:`stop` restores
     the state it found.  It lives as long as the ``QCoreApplication``: when that is
     destroyed (an embedding application, a test runner making a new one), the collector
     stops and automatic collection is back at once; call
-    :func:`collect_garbage_on_gui_thread` again for the next application.  Everything
+    :func:`~casare_workers.collect_garbage_on_gui_thread` again for the next application.  Everything
     here runs on the GUI thread.
     """
 
@@ -121,7 +121,7 @@ def collect_garbage_on_gui_thread(interval_ms: int = DEFAULT_INTERVAL_MS) -> Gui
         interval_ms: How often the GUI thread checks the collector's thresholds.
 
     Returns:
-        The running :class:`GuiGarbageCollector`.
+        The running :class:`~casare_workers.lowlevel.GuiGarbageCollector`.
 
     Raises:
         ConfigurationError: ``interval_ms`` is not a positive integer.

@@ -570,7 +570,7 @@ class LongJob(QThread, Generic[T]):
             when it fires.
         status(str): the latest status text, coalesced like ``progress``.
         result(object): the work's return value.
-        error(object): a :class:`~casare_workers.TaskError` (exception + formatted
+        error(object): a :class:`~casare_workers.TaskFailure` (exception + formatted
             traceback).
         cancelled(): the job was cancelled, superseded, orphaned or shut down, and its
             work has returned.
@@ -867,7 +867,7 @@ class LongJob(QThread, Generic[T]):
 
     @property
     def failure(self) -> TaskError | None:
-        """The :class:`~casare_workers.TaskError` of a failed job, else None."""
+        """The :class:`~casare_workers.TaskFailure` of a failed job, else None."""
         core = self._core
         if core._state is _FAILED and core._exc is not None:
             core._retrieved()

@@ -339,7 +339,7 @@ class WorkerSignals(QObject):
             ``finished``.
         status(str): the latest status text, coalesced like ``progress``.
         result(object): the function's return value.
-        error(object): a :class:`~casare_workers.TaskError` with the exception and its
+        error(object): a :class:`~casare_workers.TaskFailure` with the exception and its
             formatted traceback.
         cancelled(): the task was cancelled, superseded or shut down.
         finished(): always last, exactly once.
