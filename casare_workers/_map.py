@@ -13,7 +13,7 @@ Cancellation is checked between chunks.
 
 Each finished chunk's index range is recorded (one append under the lock the runner
 already holds), so ``async for index, value in handle`` can yield results as chunks
-arrive, even when the iteration starts late (``casare_workers._asyncio``).
+arrive, even when the iteration starts late (``casare_workers._bridge``).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class MapHandle(TaskHandle[list[R]]):
         ``asyncio.CancelledError``.  Cancelling the iterating coroutine cancels the map.
         """
         # The bridge builds on the core, not the other way round: imported on use.
-        from ._asyncio import iterate_map
+        from ._bridge import iterate_map
 
         return iterate_map(self)
 

@@ -41,7 +41,7 @@ from casare_workers import (
     run_in_loop,
     wait_signal,
 )
-from casare_workers import _asyncio as bridge
+from casare_workers import _bridge as bridge
 from casare_workers.pytest_plugin import AsyncRunner, assert_gui_thread, assert_worker_thread
 from tests.conftest import Gate
 

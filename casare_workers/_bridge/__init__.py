@@ -53,21 +53,21 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overlo
 import shiboken6
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, SignalInstance, Slot
 
-from ._closing import watch_window
-from ._core._call import name_of as _name_of
-from ._core._handle import TaskHandle
-from ._core._state import TaskState
-from ._engine import DeliveryEngine, get_engine
-from ._errors import BlockingCallError, NoEventLoopError, TaskCancelledError
-from ._introspect import PLAIN
-from ._owners import check_owner
-from ._report import report_callback_exception
+from .._closing import watch_window
+from .._core._call import name_of as _name_of
+from .._core._handle import TaskHandle
+from .._core._state import TaskState
+from .._engine import DeliveryEngine, get_engine
+from .._errors import BlockingCallError, NoEventLoopError, TaskCancelledError
+from .._introspect import PLAIN
+from .._owners import check_owner
+from .._report import report_callback_exception
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QDialog
 
-    from ._manager import TaskOptions, WorkerManager, _ManagerCore
-    from ._map import MapHandle
+    from .._manager import TaskOptions, WorkerManager, _ManagerCore
+    from .._map import MapHandle
 
 __all__ = (
     "PoolExecutor",
@@ -275,7 +275,7 @@ def await_job(job: Any) -> Generator[Any, None, Any]:
     A long job wires it up with::
 
         def __await__(self):
-            from ._asyncio import await_job
+            from ._bridge import await_job
             return await_job(self)
 
     Cancelling the awaiting coroutine calls ``job.cancel()`` (or cancels the future).
@@ -578,7 +578,7 @@ def attach_loop(
     if loop is None:
         loop = _running_loop("attach_loop() without a loop argument")
     if manager is None:
-        from ._manager import default_manager
+        from .._manager import default_manager
 
         manager = default_manager()
     executor = PoolExecutor(manager, executor_pool)
@@ -669,7 +669,7 @@ def asyncify(
         def target() -> tuple[TaskOptions, Callable[..., T]]:
             mgr = manager
             if mgr is None:
-                from ._manager import default_manager
+                from .._manager import default_manager
 
                 mgr = default_manager()
             core = mgr._core
@@ -1314,7 +1314,7 @@ class TaskGroup:
             raise RuntimeError("this TaskGroup was already entered; create a new one")
         manager = self._manager
         if manager is None:
-            from ._manager import default_manager
+            from .._manager import default_manager
 
             manager = default_manager()
         self._options = manager.options(pool=self._pool, owner=self._owner)
