@@ -1067,7 +1067,7 @@ class LongJob(QThread, Generic[T]):
         Cancelling the awaiting coroutine cancels the job; a job cancelled elsewhere
         raises ``asyncio.CancelledError`` in the awaiter.  See ``casare_workers._bridge``.
         """
-        from ._bridge import await_job  # the bridge builds on the core: imported on use
+        from ._bridge._await import await_job  # the bridge builds on the core: imported on use
 
         return cast(Generator[Any, None, T], await_job(self))
 

@@ -128,7 +128,7 @@ class MapHandle(TaskHandle[list[R]]):
         ``asyncio.CancelledError``.  Cancelling the iterating coroutine cancels the map.
         """
         # The bridge builds on the core, not the other way round: imported on use.
-        from ._bridge import iterate_map
+        from ._bridge._mapiter import iterate_map
 
         return iterate_map(self)
 

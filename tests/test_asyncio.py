@@ -41,7 +41,7 @@ from casare_workers import (
     run_in_loop,
     wait_signal,
 )
-from casare_workers import _bridge as bridge
+from casare_workers._bridge._await import await_job
 from casare_workers.pytest_plugin import AsyncRunner, assert_gui_thread, assert_worker_thread
 from tests.conftest import Gate
 
@@ -409,7 +409,7 @@ class StandInJob:
         return self.future.cancel()
 
     def __await__(self) -> Generator[Any, None, str]:
-        return bridge.await_job(self)
+        return await_job(self)
 
 
 def test_await_job_settled_on_another_thread(qasync_loop: AsyncRunner) -> None:
