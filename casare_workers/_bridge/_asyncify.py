@@ -9,13 +9,15 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
 from .._core._call import name_of
+from ._host import host_of
 
 if TYPE_CHECKING:
-    from .._manager import TaskOptions, WorkerManager, _ManagerCore
+    from .._manager import TaskOptions, WorkerManager
 
 __all__ = ("asyncify",)
 
@@ -78,7 +80,9 @@ def asyncify(
             )
         if not callable(fn):
             raise TypeError(f"asyncify() expects a function, got {type(fn).__name__}")
-        cache: list[tuple[_ManagerCore, TaskOptions, Callable[..., T]]] = []
+        # The options and the function to send, for the manager they were made for
+        # (held weakly: the default manager may be replaced between calls).
+        cache: list[tuple[weakref.ref[WorkerManager], TaskOptions, Callable[..., T]]] = []
 
         def target() -> tuple[TaskOptions, Callable[..., T]]:
             mgr = manager
@@ -86,12 +90,11 @@ def asyncify(
                 from .._manager import default_manager
 
                 mgr = default_manager()
-            core = mgr._core
-            if not cache or cache[0][0] is not core:
-                opts = mgr.options(pool=pool, name=name_of(fn))
+            if not cache or cache[0][0]() is not mgr:
+                host, opts = host_of(mgr, pool, name_of(fn))
                 # Process pools pickle functions by name; Dask's cloudpickle copes alone.
-                by_name = core.pool(pool).kind == "process"
-                cache[:] = [(core, opts, _picklable(fn, run) if by_name else fn)]
+                by_name = host.pool(pool).kind == "process"
+                cache[:] = [(weakref.ref(mgr), opts, _picklable(fn, run) if by_name else fn)]
             return cache[0][1], cache[0][2]
 
         @functools.wraps(fn)

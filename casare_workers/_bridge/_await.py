@@ -13,19 +13,54 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Generator
+from typing import Any, Protocol, TypeVar
 
 from .._engine import DeliveryEngine, get_engine
 from .._errors import TaskCancelledError
 from ._loops import note_loop, running_loop
 
-if TYPE_CHECKING:
-    from .._core._handle import TaskHandle
-
-__all__ = ("await_job", "await_task", "cancelled_error", "wake")
+__all__ = ("AwaitedTask", "await_job", "await_task", "cancelled_error", "wake")
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class AwaitedTask(Protocol[T_co]):
+    """What ``await`` needs of a task handle (``TaskHandle`` provides it).
+
+    A protocol rather than the class: the handle imports this module when it is
+    awaited, so this module must not import the handle.
+    """
+
+    @property
+    def name(self) -> str:
+        """The task's display name."""
+
+    @property
+    def cancel_reason(self) -> str | None:
+        """Why it was cancelled, if it was."""
+
+    def done(self) -> bool:
+        """True once the outcome is decided."""
+
+    def delivered(self) -> bool:
+        """True once the outcome was delivered on the GUI thread."""
+
+    def cancelled(self) -> bool:
+        """True if it ended cancelled."""
+
+    def when_delivered(self, hook: Callable[[], object]) -> None:
+        """Call ``hook()`` on the GUI thread once the outcome was delivered."""
+
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
+        """Call ``fn(task)`` on the thread that settles it."""
+
+    def cancel(self, *, reason: str = "cancelled") -> bool:
+        """Cancel the task."""
+
+    def result(self, timeout: float | None = None) -> T_co:
+        """The result, or raise the task's exception (TaskCancelledError if cancelled)."""
 
 
 class _GuiWaiter:
@@ -90,7 +125,7 @@ def cancelled_error(name: str, reason: str | None) -> asyncio.CancelledError:
     return asyncio.CancelledError(f"task {name!r} was {reason or 'cancelled'}")
 
 
-def await_task(handle: TaskHandle[T]) -> Generator[Any, None, T]:
+def await_task(handle: AwaitedTask[T]) -> Generator[Any, None, T]:
     """The body of ``TaskHandle.__await__`` (runs in the awaiting coroutine).
 
     Returns the result, or raises the function's exception unchanged, or

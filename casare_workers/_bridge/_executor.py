@@ -24,10 +24,11 @@ from .._core._call import name_of
 from .._core._handle import TaskHandle
 from .._core._state import TaskState
 from .._introspect import PLAIN
+from ._host import TaskHost, host_of
 from ._loops import register_gui_loop, running_loop
 
 if TYPE_CHECKING:
-    from .._manager import TaskOptions, WorkerManager, _ManagerCore
+    from .._manager import TaskOptions, WorkerManager
 
 __all__ = ("PoolExecutor", "attach_loop")
 
@@ -39,7 +40,7 @@ _QUEUED = TaskState.QUEUED
 
 
 def _submit_plain(
-    core: _ManagerCore, opts: TaskOptions, fn: Callable[..., T], args: Any, kwargs: Any
+    host: TaskHost, opts: TaskOptions, fn: Callable[..., T], args: Any, kwargs: Any
 ) -> TaskHandle[T]:
     """Submit ``fn(*args, **kwargs)`` exactly as given (no ``ctx`` injection).
 
@@ -48,10 +49,10 @@ def _submit_plain(
     """
     if not callable(fn):
         raise TypeError(f"submit() expects a callable, got {fn!r} ({type(fn).__name__})")
-    core.check_open()
-    pool = core.pool(opts.pool)
-    task: TaskHandle[T] = TaskHandle(fn, args, kwargs, core.engine, name_of(fn), mode=PLAIN)
-    core.enqueue(task, pool, opts, pool.submit)
+    host.check_open()
+    pool = host.pool(opts.pool)
+    task: TaskHandle[T] = TaskHandle(fn, args, kwargs, host.engine, name_of(fn), mode=PLAIN)
+    host.enqueue(task, pool, opts, pool.submit)
     return task
 
 
@@ -84,12 +85,13 @@ class PoolExecutor(concurrent.futures.ThreadPoolExecutor):
     """
 
     def __init__(self, manager: WorkerManager, pool: str = "io") -> None:
-        core = manager._core
-        max_workers = core.pool(pool).max_workers  # UnknownPoolError names the pools
+        host, options = host_of(manager, pool)  # UnknownPoolError names the pools
         # No thread is ever started by the base class: its submit() is replaced.
-        super().__init__(max_workers=max_workers, thread_name_prefix=f"casare-{pool}")
-        self._core = core
-        self._options = core.options(pool, 0, None, None, None, None)
+        super().__init__(
+            max_workers=host.pool(pool).max_workers, thread_name_prefix=f"casare-{pool}"
+        )
+        self._host = host
+        self._options = options
         self._tasks: set[TaskHandle[Any]] = set()
         self._closed = False
         self._guard = threading.Lock()
@@ -118,7 +120,7 @@ class PoolExecutor(concurrent.futures.ThreadPoolExecutor):
                     "cannot schedule new futures after shutdown (this PoolExecutor was shut "
                     "down; the manager's pools may still be open)"
                 )
-        task = _submit_plain(self._core, self._options, fn, args, kwargs)
+        task = _submit_plain(self._host, self._options, fn, args, kwargs)
         future = task.future
         with self._guard:
             self._tasks.add(task)
@@ -143,13 +145,13 @@ class PoolExecutor(concurrent.futures.ThreadPoolExecutor):
             tasks = list(self._tasks)
         if cancel_futures:
             for task in tasks:
-                if task._state is _QUEUED:
+                if task.state is _QUEUED:
                     task.cancel(reason="executor shut down")
         if not wait:
             return
         # On the application's way out (the loop closing after aboutToQuit) this wait and
         # the manager's own at exit share one deadline: see _ManagerCore.quit_deadline.
-        deadline = self._core.quit_deadline()
+        deadline = self._host.quit_deadline()
         for task in tasks:
             if not task.wait(max(0.0, deadline - time.monotonic())):
                 break
@@ -162,7 +164,7 @@ class PoolExecutor(concurrent.futures.ThreadPoolExecutor):
                 "cancelled and left to finish on daemon threads: %s",
                 self.pool,
                 len(left),
-                self._core.shutdown_timeout,
+                self._host.shutdown_timeout,
                 ", ".join(task.name for task in left),
             )
 
