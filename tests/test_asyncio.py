@@ -847,7 +847,7 @@ def test_run_coroutine_sync_refuses_on_the_running_gui_loop(qasync_loop: AsyncRu
 
     async def main() -> None:
         with pytest.raises(BlockingCallError, match="await"):
-            sync_helper()  # a sync function called from a coroutine, as in the seed app
+            sync_helper()  # a sync function called from a coroutine, as apps do
 
     qasync_loop.run(main())
     assert ran == []  # refused before running anything (and no "never awaited" warning)

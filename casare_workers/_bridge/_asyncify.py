@@ -47,12 +47,12 @@ def asyncify(
 ):
     """Turn a blocking function into a coroutine function that runs it on a manager pool.
 
-    The seed note's ``async_wrap``, on a bounded, named pool instead of the default
-    executor.  Each call submits one task and awaits it: the result, or the function's
-    exception unchanged; cancelling the awaiting coroutine cancels the task.  A
-    function that declares ``ctx`` receives a :class:`TaskContext` (declare it
-    ``*, ctx: TaskContext | None = None`` so type checkers accept calls without it);
-    the caller's contextvars travel with the call.
+    The familiar ``async_wrap`` helper (``run_in_executor`` on the loop's default
+    executor), on a bounded, named pool instead.  Each call submits one task and
+    awaits it: the result, or the function's exception unchanged; cancelling the
+    awaiting coroutine cancels the task.  A function that declares ``ctx`` receives a
+    :class:`TaskContext` (declare it ``*, ctx: TaskContext | None = None`` so type
+    checkers accept calls without it); the caller's contextvars travel with the call.
 
     Args:
         fn: The blocking function (when used as a bare ``@asyncify``).

@@ -248,8 +248,7 @@ def run_coroutine_sync(
 ) -> T:
     """Run a coroutine to completion from synchronous code, on the right loop.
 
-    For sync code that must call async code (the seed note's ``_run_async``), without a
-    new event loop per call:
+    For sync code that must call async code, without starting an event loop per call:
 
     * on a worker thread it runs the coroutine on the GUI loop (or ``loop``) and blocks
       up to ``timeout`` seconds; the coroutine's own exception arrives unchanged;
