@@ -14,10 +14,10 @@ from casare_workers import (
     NoEventLoopError,
     WorkerManager,
     attach_loop,
-    get_engine,
     run_coroutine_sync,
     run_in_loop,
 )
+from casare_workers.lowlevel import get_engine
 from casare_workers.pytest_plugin import AsyncRunner, assert_worker_thread
 from tests.bridge.support import in_thread, until
 
