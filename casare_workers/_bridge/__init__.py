@@ -35,6 +35,7 @@ One module per concept, each depending only on those above it::
     _loops      which loop is which (the GUI thread's Qt loop is recognised by its class)
     _await      await a task handle or a long job (the drawing above)
     _mapiter    async for over a map: its results as their chunks finish
+    _host       ExecutorHost: the few steps of a manager the executor needs (a protocol)
     _executor   PoolExecutor, attach_loop: a manager pool as a loop's default executor
     _asyncify   asyncify: a blocking function as a coroutine function on a pool
     _crossloop  run_in_loop, run_coroutine_sync: any thread → a loop, sync → async

@@ -24,7 +24,7 @@ from .._core._call import name_of
 from .._core._handle import TaskHandle
 from .._core._state import TaskState
 from .._introspect import PLAIN
-from ._host import TaskHost, host_of
+from ._host import ExecutorHost, host_of
 from ._loops import register_gui_loop, running_loop
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ _QUEUED = TaskState.QUEUED
 
 
 def _submit_plain(
-    host: TaskHost, opts: TaskOptions, fn: Callable[..., T], args: Any, kwargs: Any
+    host: ExecutorHost, opts: TaskOptions, fn: Callable[..., T], args: Any, kwargs: Any
 ) -> TaskHandle[T]:
     """Submit ``fn(*args, **kwargs)`` exactly as given (no ``ctx`` injection).
 

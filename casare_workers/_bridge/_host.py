@@ -11,9 +11,11 @@ it builds the task itself and has the manager queue it, through these few steps:
       ─► host.enqueue(task, pool, options, pool.submit)
                                                owner, key, bookkeeping, the pool's queue
 
-The bridge names the steps in a protocol instead of importing the manager's class: a
-``WorkerManager`` hands its host out with its options (:func:`host_of`), and the
-manager's core satisfies :class:`TaskHost` structurally.
+The bridge names the steps in a protocol (its "task host") instead of importing the
+manager's class: a ``WorkerManager`` hands its host out with its options
+(:func:`host_of`), and the manager's core satisfies :class:`ExecutorHost`
+structurally.  (It is not ``casare_workers._core._host.TaskHost``, what a running task
+reports to its manager; the manager's core implements both.)
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ if TYPE_CHECKING:
     from .._manager import TaskOptions, WorkerManager
     from .._pool import Pool
 
-__all__ = ("TaskHost", "host_of")
+__all__ = ("ExecutorHost", "host_of")
 
 
-class TaskHost(Protocol):
-    """The steps of a manager that queue a task the bridge built itself."""
+class ExecutorHost(Protocol):
+    """The steps of a manager that queue a task the bridge built itself (a task host)."""
 
     @property
     def engine(self) -> DeliveryEngine:
@@ -62,12 +64,12 @@ class TaskHost(Protocol):
 
 def host_of(
     manager: WorkerManager, pool: str, name: str | None = None
-) -> tuple[TaskHost, TaskOptions]:
+) -> tuple[ExecutorHost, TaskOptions]:
     """The task host of ``manager`` and its default options for ``pool``.
 
     Raises:
         UnknownPoolError: The manager has no pool called ``pool``.
     """
     options = manager.options(pool=pool, name=name)
-    host: TaskHost = options.core
+    host: ExecutorHost = options.core
     return host, options
