@@ -21,7 +21,7 @@ Layers, bottom up (one private module each):
                   shutdown
 * ``_gc``         cyclic garbage collection on the GUI thread only (opt-in)
 * ``_model``, ``_delegate``  TaskTableModel + ProgressBarDelegate for any QTableView
-* ``_asyncio``    the qasync bridge: ``await`` on handles, async slots, task groups, the
+* ``_bridge``     the qasync bridge: ``await`` on handles, async slots, task groups, the
                   pools as the loop's default executor, sync<->async without nested loops
                   (imports asyncio; qasync only ever recognised, never imported)
 * ``pytest_plugin`` fixtures for testing code that uses the library
@@ -33,7 +33,7 @@ from ._selfcheck import check_bool_leak
 
 check_bool_leak()
 
-from ._asyncio import (  # noqa: E402
+from ._bridge import (  # noqa: E402
     PoolExecutor,
     TaskGroup,
     async_slot,

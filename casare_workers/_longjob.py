@@ -1065,9 +1065,9 @@ class LongJob(QThread, Generic[T]):
         """``await job`` in a coroutine: the result, or the work's exception unchanged.
 
         Cancelling the awaiting coroutine cancels the job; a job cancelled elsewhere
-        raises ``asyncio.CancelledError`` in the awaiter.  See ``casare_workers._asyncio``.
+        raises ``asyncio.CancelledError`` in the awaiter.  See ``casare_workers._bridge``.
         """
-        from ._asyncio import await_job  # the bridge builds on the core: imported on use
+        from ._bridge._await import await_job  # the bridge builds on the core: imported on use
 
         return cast(Generator[Any, None, T], await_job(self))
 

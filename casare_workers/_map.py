@@ -12,8 +12,14 @@ The whole map is one task: one ``result`` (the list, in input order), one ``erro
 Cancellation is checked between chunks.
 
 Each finished chunk's index range is recorded (one append under the lock the runner
-already holds), so ``async for index, value in handle`` can yield results as chunks
-arrive, even when the iteration starts late (``casare_workers._asyncio``).
+already holds; a pool that ships chunks to processes or Dask records them through
+:meth:`MapHandle.store_results`), so ``async for index, value in handle`` can yield
+results as chunks arrive, even when the iteration starts late.  The asyncio bridge
+follows a map only through its public iteration interface::
+
+    a chunk finishes ─► its range recorded ─► chunk hooks run (add_chunk_hook)
+                                                   │  (the runner's thread)
+    async for ◄─ result_slice(start, end) ◄─ finished_ranges(since) ◄─ woken up
 """
 
 from __future__ import annotations
@@ -105,7 +111,7 @@ class MapHandle(TaskHandle[list[R]]):
         self._runners = 1
         #: ``(start, end)`` of every finished chunk, in completion order.
         self._ranges: list[tuple[int, int]] = []
-        #: Called (no arguments, on the runner's thread) after each finished chunk;
+        #: Called (no arguments, on the thread that finished it) after each chunk;
         #: replaced, never mutated, so runners read it without the lock.
         self._chunk_hooks: tuple[Callable[[], object], ...] = ()
 
@@ -128,7 +134,7 @@ class MapHandle(TaskHandle[list[R]]):
         ``asyncio.CancelledError``.  Cancelling the iterating coroutine cancels the map.
         """
         # The bridge builds on the core, not the other way round: imported on use.
-        from ._asyncio import iterate_map
+        from ._bridge._mapiter import iterate_map
 
         return iterate_map(self)
 
@@ -180,14 +186,68 @@ class MapHandle(TaskHandle[list[R]]):
         self._chunks = count
 
     def store_results(self, start: int, values: list[Any]) -> None:
-        """Put the results of the chunk that begins at item ``start`` in place."""
-        self._results[start : start + len(values)] = values
+        """Put the results of the chunk that begins at item ``start`` in place.
+
+        The chunk then counts as finished: its range is recorded for
+        :meth:`finished_ranges` and the chunk hooks run, on this thread.
+        """
+        end = start + len(values)
+        self._results[start:end] = values
+        with self._lock:
+            self._ranges.append((start, end))
+        self._run_chunk_hooks()
 
     def finish(self) -> bool:
         """Every chunk is stored: report full progress and end with the results."""
         self._release_inputs()
         self.report_progress(self._n, self._n)
         return self.succeed(self._results)
+
+    # -- following the results as chunks finish (``async for``, the asyncio bridge) --------
+
+    def add_chunk_hook(self, hook: Callable[[], object]) -> None:
+        """Call ``hook()`` after each finished chunk, until :meth:`remove_chunk_hook`.
+
+        It runs on the thread that finished the chunk (a runner of a thread pool, or
+        the thread that receives a chunk back from a process or Dask), so it must be
+        quick and thread-safe: typically it wakes up whoever reads
+        :meth:`finished_ranges`.  An exception it raises is reported, never raised
+        into the map.  Thread-safe.
+        """
+        with self._lock:
+            self._chunk_hooks = (*self._chunk_hooks, hook)
+
+    def remove_chunk_hook(self, hook: Callable[[], object]) -> None:
+        """Stop calling ``hook`` (and any hook equal to it); nothing if it is not there."""
+        with self._lock:
+            self._chunk_hooks = tuple(h for h in self._chunk_hooks if h != hook)
+
+    def finished_ranges(self, since: int = 0) -> tuple[list[tuple[int, int]], bool]:
+        """The chunks finished so far and whether the map has ended, read together.
+
+        Args:
+            since: How many ranges the caller has already seen.
+
+        Returns:
+            ``(ranges, ended)``: the ``(start, end)`` item ranges of the chunks
+            finished after the first ``since``, in completion order, and ``done()`` at
+            that same moment.  A map that ended by succeeding has every range in the
+            ranges seen together with ``ended``; :meth:`result_slice` gives the values.
+        """
+        with self._lock:
+            return self._ranges[since:], self._finished
+
+    def result_slice(self, start: int, end: int) -> list[R]:
+        """The results of items ``start`` to ``end`` (a range from :meth:`finished_ranges`)."""
+        return cast("list[R]", self._results[start:end])
+
+    def _run_chunk_hooks(self) -> None:
+        # Replaced, never mutated (add/remove_chunk_hook): read here without the lock.
+        for hook in self._chunk_hooks:
+            try:
+                hook()
+            except BaseException as exc:  # a faulty hook must not strand the map
+                report_callback_exception(f"a chunk hook of map({self.name})", exc)
 
     def _next_chunk(self) -> int:
         # Called with the lock held.
@@ -244,11 +304,7 @@ class MapHandle(TaskHandle[list[R]]):
                 self._per_item = per_item if previous is None else (previous + per_item) / 2
                 self._ranges.append((start, end))
             self.report_progress(done, n)
-            for hook in self._chunk_hooks:
-                try:
-                    hook()
-                except BaseException as exc:  # a faulty hook must not strand the map
-                    report_callback_exception(f"a chunk hook of map({self.name})", exc)
+            self._run_chunk_hooks()
             if done == n:
                 self._release_inputs()
                 self.succeed(results)

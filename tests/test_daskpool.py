@@ -31,7 +31,7 @@ from casare_workers import (
     TaskTimeoutError,
     WorkerManager,
 )
-from casare_workers.pytest_plugin import assert_gui_thread, wait_for_handle
+from casare_workers.pytest_plugin import AsyncRunner, assert_gui_thread, wait_for_handle
 from tests import dask_tasks as tasks
 
 distributed = pytest.importorskip("distributed")
@@ -168,6 +168,18 @@ def test_dask_map_chunks_and_keeps_order(
     assert wait_for_handle(handle, WAIT) == [x * x for x in range(500)]
     assert handle.chunks == 2 * 4
     assert handle.progress_value == (500, 500)
+
+
+def test_dask_map_async_iteration_yields_every_result(
+    make_manager: Callable[..., WorkerManager], threads_cluster: Any, qasync_loop: AsyncRunner
+) -> None:
+    manager = make_manager(2, address=threads_cluster.scheduler_address)
+
+    async def main() -> list[tuple[int, int]]:
+        handle = manager.options(pool="dask").map(tasks.square, range(40), chunksize=10)
+        return [pair async for pair in handle]
+
+    assert sorted(qasync_loop.run(main(), timeout=WAIT)) == [(x, x * x) for x in range(40)]
 
 
 # -- threads cluster: cancellation, clients, limits -----------------------------------

@@ -112,3 +112,35 @@ def test_many_small_maps_log_no_internal_error(
         assert manager.wait_for_done(120)
     assert all(h.result(0) == [1, 2, 3, 4] for h in handles)
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+def test_map_iteration_interface_reports_each_finished_chunk(qapp: Any, make_gate: Any) -> None:
+    """What ``async for`` reads: chunk hooks on the runner's thread, ranges, result slices."""
+    start, first_chunk, release = make_gate(), make_gate(), make_gate()
+    hook_threads: list[str] = []
+
+    def item(x: int) -> int:
+        if x == 0:
+            start.wait()  # no chunk finishes before the hook is in place
+        if x == 2:
+            release.wait()  # the second chunk is held while the first is inspected
+        return x * 10
+
+    def hook() -> None:
+        hook_threads.append(threading.current_thread().name)
+        first_chunk.open()
+
+    with WorkerManager(pools={"io": 1}) as manager:
+        handle = manager.map(item, range(4), chunksize=2)
+        handle.add_chunk_hook(hook)
+        start.open()
+        first_chunk.wait()
+        handle.remove_chunk_hook(hook)
+        assert handle.finished_ranges() == ([(0, 2)], False)
+        assert handle.result_slice(0, 2) == [0, 10]
+        release.open()
+        assert wait_for_handle(handle) == [0, 10, 20, 30]
+        assert handle.finished_ranges(1) == ([(2, 4)], True)
+        assert handle.result_slice(2, 4) == [20, 30]
+    assert len(hook_threads) == 1  # removed before the second chunk finished
+    assert hook_threads[0] != threading.main_thread().name

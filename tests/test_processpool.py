@@ -43,7 +43,7 @@ from casare_workers import (
 from casare_workers._processpool import ProcessPool, size_for_memory
 from casare_workers._processworker import NICENESS
 from casare_workers._remote import RemoteTraceback
-from casare_workers.pytest_plugin import assert_gui_thread, wait_for_handle
+from casare_workers.pytest_plugin import AsyncRunner, assert_gui_thread, wait_for_handle
 from tests import proc_tasks as tasks
 from tests.processes import pid_alive, wait_dead
 
@@ -219,6 +219,26 @@ def test_process_map_spreads_over_the_workers(
     assert len(pids) == 4
     assert os.getpid() not in pids
     assert any(pid != parked_pid for pid in pids)
+
+
+def test_process_map_async_iteration_yields_each_chunk_as_it_arrives(
+    mgr: WorkerManager, qasync_loop: AsyncRunner, tmp_path: Path
+) -> None:
+    ready, gate = tmp_path / "ready", tmp_path / "gate"
+    ready.touch()
+    items = [str(ready)] * 2 + [str(gate)] * 2
+    handle = mgr.options(pool="proc").map(tasks.wait_for_path_item, items, chunksize=2)
+
+    async def main() -> list[tuple[int, str]]:
+        seen: list[tuple[int, str]] = []
+        async for pair in handle:
+            seen.append(pair)
+            if len(seen) == 2:
+                gate.touch()  # the second chunk is held until the first was yielded
+        return seen
+
+    expected = [(0, str(ready)), (1, str(ready)), (2, str(gate)), (3, str(gate))]
+    assert qasync_loop.run(main(), timeout=WAIT) == expected
 
 
 def test_process_map_error_names_the_item(mgr: WorkerManager) -> None:

@@ -261,7 +261,7 @@ def test_owners_deleted_with_1000_tasks_in_flight(
 # through ``sys.excepthook`` (PySide's channel, which pytest-qt and app-wide hooks see);
 # callbacks the library calls itself are logged by the ``casare_workers`` logger.  Either
 # way: exactly one report, and the next task is delivered as usual.  Covered elsewhere:
-# async slots (test_asyncio, ``sys.excepthook`` or ``on_error``), LoopThread initializers
+# async slots (bridge/test_slots, ``sys.excepthook`` or ``on_error``), LoopThread initializers
 # and finalizers (test_loopthread), ``run_process``'s ``on_line`` (test_subprocess).
 
 BUG = "bug in user code"

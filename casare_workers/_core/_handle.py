@@ -344,7 +344,7 @@ class TaskHandle(Delivery[T]):
         ``asyncio.CancelledError`` in the awaiter.  See ``casare_workers._bridge``.
         """
         # The bridge builds on the core, not the other way round: imported on use.
-        from .._asyncio import await_task
+        from .._bridge._await import await_task
 
         return await_task(self)
 
