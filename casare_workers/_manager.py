@@ -35,7 +35,7 @@ from ._errors import (
     UnknownPoolError,
 )
 from ._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK, call_mode, positional_slot
-from ._longjob import JobRegistry, JobStatistics, LongJob
+from ._jobs._longjob import JobRegistry, JobStatistics, LongJob
 from ._map import MapHandle
 from ._owners import OwnerRecord, check_owner
 from ._pool import Pool, build_pool

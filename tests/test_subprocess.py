@@ -29,7 +29,7 @@ from casare_workers import (
     WorkerManager,
     run_process,
 )
-from casare_workers._subprocess import MAX_LINE, _LineSplitter
+from casare_workers._jobs._subprocess import MAX_LINE, _LineSplitter
 from casare_workers.pytest_plugin import assert_gui_thread
 from tests.processes import wait_dead
 

@@ -44,9 +44,9 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread
 
-from ._closing import watch_window
-from ._engine import get_engine
-from ._errors import (
+from .._closing import watch_window
+from .._engine import get_engine
+from .._errors import (
     BlockingCallError,
     ConfigurationError,
     InitializerError,
@@ -54,9 +54,9 @@ from ._errors import (
     ThreadClosedError,
     describe_exception,
 )
-from ._owners import OwnerRecord, check_owner
-from ._report import report_callback_exception
-from ._watchdog import Watchdog
+from .._owners import OwnerRecord, check_owner
+from .._report import report_callback_exception
+from .._watchdog import Watchdog
 
 __all__ = ("LoopThread", "LoopThreadOptions")
 

@@ -66,24 +66,24 @@ from PySide6.QtCore import (
     Slot,
 )
 
-from ._core._call import hand_over_to_gui
-from ._core._context import TaskContext
-from ._core._failure import TaskFailure as TaskError
-from ._core._outcome import Outcome
-from ._core._state import TaskState
-from ._engine import DeliveryEngine, get_engine
-from ._errors import (
+from .._core._call import hand_over_to_gui
+from .._core._context import TaskContext
+from .._core._failure import TaskFailure as TaskError
+from .._core._outcome import Outcome
+from .._core._state import TaskState
+from .._engine import DeliveryEngine, get_engine
+from .._errors import (
     AlreadyStartedError,
     BlockingCallError,
     ConfigurationError,
     TaskCancelledError,
 )
-from ._introspect import WANTS_CTX, call_mode
-from ._owners import OwnerRecord, check_owner
-from ._report import report_callback_exception
+from .._introspect import WANTS_CTX, call_mode
+from .._owners import OwnerRecord, check_owner
+from .._report import report_callback_exception
 
 if TYPE_CHECKING:
-    from ._manager import WorkerManager, _ManagerCore
+    from .._manager import WorkerManager, _ManagerCore
 
 __all__ = ("JobContext", "JobRegistry", "JobStatistics", "LongJob")
 
@@ -747,7 +747,7 @@ class LongJob(QThread, Generic[T]):
                 raise TypeError(
                     f"key must be hashable (a string or a tuple of them), got {type(key).__name__}"
                 ) from None
-        from ._manager import WorkerManager, default_manager
+        from .._manager import WorkerManager, default_manager
 
         if manager is not None and not isinstance(manager, WorkerManager):
             raise TypeError(f"manager must be a WorkerManager, got {type(manager).__name__}")
@@ -1067,7 +1067,7 @@ class LongJob(QThread, Generic[T]):
         Cancelling the awaiting coroutine cancels the job; a job cancelled elsewhere
         raises ``asyncio.CancelledError`` in the awaiter.  See ``casare_workers._asyncio``.
         """
-        from ._asyncio import await_job  # the bridge builds on the core: imported on use
+        from .._asyncio import await_job  # the bridge builds on the core: imported on use
 
         return cast(Generator[Any, None, T], await_job(self))
 

@@ -54,13 +54,13 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
-from ._engine import DeliveryEngine
-from ._errors import ConfigurationError
+from .._engine import DeliveryEngine
+from .._errors import ConfigurationError
+from .._report import report_callback_exception
 from ._longjob import JobContext, LongJob
-from ._report import report_callback_exception
 
 if TYPE_CHECKING:
-    from ._manager import WorkerManager
+    from .._manager import WorkerManager
 
 __all__ = ("ProcessResult", "SubprocessJob", "run_process")
 
