@@ -70,10 +70,12 @@ from ._errors import (  # noqa: E402
     WorkerCrashedError,
 )
 from ._gc import GuiGarbageCollector, collect_garbage_on_gui_thread  # noqa: E402
-from ._jobs._longjob import JobContext, JobStatistics, LongJob  # noqa: E402
+from ._jobs._context import JobContext  # noqa: E402
+from ._jobs._longjob import LongJob  # noqa: E402
 from ._jobs._loopthread import LoopThread, LoopThreadOptions  # noqa: E402
 from ._jobs._subprocess import ProcessResult, SubprocessJob, run_process  # noqa: E402
 from ._manager import (  # noqa: E402
+    JobStatistics,
     ManagerStatistics,
     ShutdownReport,
     TaskOptions,

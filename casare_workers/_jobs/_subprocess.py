@@ -57,7 +57,8 @@ from PySide6.QtCore import QObject, Signal
 from .._engine import DeliveryEngine
 from .._errors import ConfigurationError
 from .._report import report_callback_exception
-from ._longjob import JobContext, LongJob
+from ._context import JobContext
+from ._longjob import LongJob
 
 if TYPE_CHECKING:
     from .._manager import WorkerManager
@@ -671,7 +672,7 @@ class SubprocessJob(LongJob[ProcessResult]):
 
     def _emit_line(self, text: str, stream: str) -> None:
         # GUI thread.  Nothing reaches a dead owner (the same rule as the job's signals).
-        if self._core._owner_alive():
+        if self._core.owner_alive():
             self.line.emit(text, stream)
 
     def _before_outcome(self) -> None:
