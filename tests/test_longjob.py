@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Slot
 from casare_workers import (
     AlreadyStartedError,
     BlockingCallError,
+    ConfigurationError,
     JobContext,
     LongJob,
     ManagerShutdownError,
@@ -596,6 +597,24 @@ def test_longjob_stop_is_bounded_for_a_job_that_ignores_cancel(
     release.open()
     run_to_end(qtbot, manager, job)
     assert job.state is TaskState.CANCELLED
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), float("nan"), -1, "5", True])
+def test_longjob_stop_and_get_refuse_a_timeout_that_is_not_seconds(
+    manager: WorkerManager, qtbot: Any, gate: Gate, timeout: Any
+) -> None:
+    # stop(inf) used to cancel the job and then raise OverflowError from QDeadlineTimer;
+    # get(inf) raised OverflowError from threading.Event.wait.
+    job: LongJob[bool] = LongJob(gate.wait, manager=manager)
+    job.start()
+    with pytest.raises(ConfigurationError, match="timeout must be a non-negative number"):
+        job.stop(timeout)
+    with pytest.raises(ConfigurationError, match="timeout must be a non-negative number"):
+        job.get(timeout)
+    assert state_of(job) is TaskState.RUNNING  # refused before anything was asked of it
+    gate.open()
+    run_to_end(qtbot, manager, job)
+    assert job.get(0) is True
 
 
 def test_longjob_blocking_calls_on_the_gui_thread_need_a_timeout(

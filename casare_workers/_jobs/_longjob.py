@@ -39,9 +39,10 @@ from PySide6.QtCore import (
 from .._core._failure import TaskFailure
 from .._core._state import TaskState
 from .._engine import get_engine
-from .._errors import BlockingCallError, ConfigurationError
+from .._errors import BlockingCallError
 from .._manager import WorkerManager, default_manager, manager_core
 from .._owners import check_owner
+from .._validation import check_seconds
 from ._context import JobContext
 from ._host import JobHost
 from ._jobcore import JobCore
@@ -399,8 +400,12 @@ class LongJob(JobThread, Generic[T]):
         Returns:
             True if the thread has ended; False if the work is still running (it keeps
             its reference and is stopped again at shutdown).
+
+        Raises:
+            ConfigurationError: ``timeout`` is not a finite number of seconds >= 0 (the
+                job is left as it was).
         """
-        _check_seconds("timeout", timeout)
+        check_seconds("timeout", timeout, allow_zero=True)
         self._core.cancel()
         return self.join_thread(timeout)
 
@@ -457,7 +462,9 @@ class LongJob(JobThread, Generic[T]):
             TaskCancelledError: The job was cancelled.
             TimeoutError: The job did not end within ``timeout``.
             BlockingCallError: Called on the GUI thread with no timeout before the end.
+            ConfigurationError: ``timeout`` is not a finite number of seconds >= 0 or None.
         """
+        check_seconds("timeout", timeout, allow_zero=True, allow_none=True)
         return cast(T, self._core.result(timeout))
 
     @property
@@ -498,8 +505,3 @@ class LongJob(JobThread, Generic[T]):
 def _is_forever(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     deadline = args[0] if args else kwargs.get("deadline")
     return isinstance(deadline, QDeadlineTimer) and deadline.isForever()
-
-
-def _check_seconds(what: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigurationError(f"{what} must be a non-negative number of seconds, got {value!r}")

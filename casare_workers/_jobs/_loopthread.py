@@ -48,7 +48,6 @@ from .._closing import watch_window
 from .._engine import get_engine
 from .._errors import (
     BlockingCallError,
-    ConfigurationError,
     InitializerError,
     TaskTimeoutError,
     ThreadClosedError,
@@ -56,6 +55,7 @@ from .._errors import (
 )
 from .._owners import OwnerRecord, check_owner
 from .._report import report_callback_exception
+from .._validation import check_seconds
 from .._watchdog import Watchdog
 
 __all__ = ("LoopThread", "LoopThreadOptions")
@@ -214,7 +214,7 @@ class LoopThread:
                 raise TypeError(f"{what} must be callable, got {type(fn).__name__}")
         if not isinstance(initargs, tuple):
             raise TypeError(f"initargs must be a tuple, got {type(initargs).__name__}")
-        _check_timeout(timeout)
+        check_seconds("timeout", timeout, allow_none=True)
         self.name = name if name is not None else f"casare-loop-{next(_names)}"
         self.timeout = timeout
         self._initializer = initializer
@@ -287,7 +287,7 @@ class LoopThread:
 
     def options(self, *, timeout: float | None = None) -> LoopThreadOptions:
         """Options for the next calls: ``thread.options(timeout=5).call(fn, x)``."""
-        _check_timeout(timeout)
+        check_seconds("timeout", timeout, allow_none=True)
         return LoopThreadOptions(self, timeout)
 
     def _submit(
@@ -434,7 +434,7 @@ class LoopThread:
         Returns:
             True if the thread has ended.  Idempotent.
         """
-        _check_timeout(timeout, allow_zero=True)
+        check_seconds("timeout", timeout, allow_zero=True, allow_none=True)
         if timeout is None and _on_gui_thread():
             raise BlockingCallError(
                 f"close() of LoopThread {self.name!r} on the GUI thread needs a timeout"
@@ -686,21 +686,6 @@ def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> Non
         loop.call_soon_threadsafe(fn)
     except RuntimeError:  # the loop has closed: nothing left to wake or cancel
         pass
-
-
-def _check_timeout(value: object, *, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not value >= 0
-        or (value == 0 and not allow_zero)
-        or value == float("inf")
-    ):
-        raise ConfigurationError(
-            f"timeout must be a positive number of seconds or None, got {value!r}"
-        )
 
 
 def _discard(fn: object) -> None:

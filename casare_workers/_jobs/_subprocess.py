@@ -57,6 +57,7 @@ from PySide6.QtCore import QObject, Signal
 from .._engine import DeliveryEngine
 from .._errors import ConfigurationError
 from .._report import report_callback_exception
+from .._validation import check_seconds
 from ._context import JobContext
 from ._longjob import LongJob
 
@@ -284,21 +285,6 @@ class _DecideAtFirstLine:
             self._fn(text, stream)
 
 
-def _check_seconds(what: str, value: object, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not value > 0
-        or value == float("inf")
-    ):
-        raise ConfigurationError(
-            f"{what} must be a positive number of seconds{' or None' if optional else ''}, "
-            f"got {value!r}"
-        )
-
-
 async def run_process(
     command: Sequence[str | os.PathLike[str]],
     *,
@@ -358,9 +344,9 @@ async def run_process(
         ...     return result.ok
     """
     argv = _check_command(command)
-    _check_seconds("timeout", timeout, optional=True)
-    _check_seconds("terminate_grace", terminate_grace)
-    _check_seconds("drain_timeout", drain_timeout)
+    check_seconds("timeout", timeout, allow_none=True)
+    check_seconds("terminate_grace", terminate_grace)
+    check_seconds("drain_timeout", drain_timeout)
     if isinstance(tail_lines, bool) or not isinstance(tail_lines, int) or tail_lines < 0:
         raise ConfigurationError(f"tail_lines must be an int >= 0, got {tail_lines!r}")
     codecs.lookup(encoding)  # LookupError now, not in the middle of the run
@@ -615,8 +601,8 @@ class SubprocessJob(LongJob[ProcessResult]):
         manager: WorkerManager | None = None,
     ) -> None:
         argv = _check_command(command)
-        _check_seconds("timeout", timeout, optional=True)
-        _check_seconds("terminate_grace", terminate_grace)
+        check_seconds("timeout", timeout, allow_none=True)
+        check_seconds("terminate_grace", terminate_grace)
         if isinstance(tail_lines, bool) or not isinstance(tail_lines, int) or tail_lines < 0:
             raise ConfigurationError(f"tail_lines must be an int >= 0, got {tail_lines!r}")
         codecs.lookup(encoding)
