@@ -72,7 +72,8 @@ from ._gc import collect_garbage_on_gui_thread  # noqa: E402
 from ._jobs._context import JobContext  # noqa: E402
 from ._jobs._longjob import LongJob  # noqa: E402
 from ._jobs._loopthread import LoopThread, LoopThreadOptions  # noqa: E402
-from ._jobs._subprocess import ProcessResult, SubprocessJob, run_process  # noqa: E402
+from ._jobs._process import ProcessResult, run_process  # noqa: E402
+from ._jobs._subprocess import SubprocessJob  # noqa: E402
 from ._manager import (  # noqa: E402
     JobStatistics,
     ManagerStatistics,
