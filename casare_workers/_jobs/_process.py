@@ -307,9 +307,10 @@ _live_lock = threading.Lock()
 def _kill_live_trees() -> None:
     """Kill the tree of every run still in flight (at interpreter exit; see the docstring).
 
-    The package imports ``_loopthread`` first, so this hook runs before its exit hook
-    (atexit is LIFO): a ``LoopThread`` closed at exit then finds the children of its
-    runs gone instead of waiting out their ``terminate_grace``.
+    The package imports ``_loopthread`` (whose ``_loopserver`` registers the loop
+    threads' exit hook) before this module, so this hook runs first (atexit is LIFO): a
+    ``LoopThread`` closed at exit then finds the children of its runs gone instead of
+    waiting out their ``terminate_grace``.
     """
     with _live_lock:
         pids = list(_live_trees)
