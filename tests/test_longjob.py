@@ -239,6 +239,42 @@ def test_longjob_error_carries_the_exception_and_its_traceback(
     assert job.state is TaskState.FAILED
 
 
+def test_longjob_exception_reads_the_outcome_like_a_task_handle(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    # The handle's words: exception(timeout) next to get(timeout) (the handle's result():
+    # a job's ``result`` is its signal).
+    def explode() -> None:
+        raise KeyError("missing")
+
+    failing: LongJob[None] = LongJob(explode, manager=manager)
+    failing.start()
+    run_to_end(qtbot, manager, failing)
+    error = failing.exception(0)
+    assert isinstance(error, KeyError)
+    assert failing.failure is not None
+    assert failing.failure.exception is error  # the same object, unwrapped
+
+    fine: LongJob[int] = LongJob(lambda: 3, manager=manager)
+    fine.start()
+    run_to_end(qtbot, manager, fine)
+    assert fine.exception(0) is None
+
+    cancelled: LongJob[bool] = LongJob(gate.wait, manager=manager)
+    cancelled.start()
+    with pytest.raises(BlockingCallError, match="freeze the window"):
+        cancelled.exception()  # the GUI thread, no timeout, still running
+    with pytest.raises(TimeoutError):
+        cancelled.exception(0.01)
+    with pytest.raises(ConfigurationError, match="timeout"):
+        cancelled.exception(float("inf"))
+    cancelled.cancel()
+    gate.open()
+    run_to_end(qtbot, manager, cancelled)
+    with pytest.raises(TaskCancelledError):
+        cancelled.exception(0)
+
+
 # -- progress -------------------------------------------------------------------------------
 
 

@@ -103,6 +103,12 @@ class LongJob(JobThread, Generic[T]):
     :func:`~casare_workers.default_manager`: the application's first manager) tracks
     every started job, counts it in ``statistics().jobs`` and stops it at ``shutdown``.
 
+    Names: what a :class:`~casare_workers.TaskHandle` also has is named as there
+    (``failure``, ``progress_value``, ``status_text``, ``exception(timeout)``,
+    ``future``, ``add_done_callback``, ``cancel(reason=...)``), except where a Qt signal
+    or ``QThread`` holds the name: the blocking result is :meth:`get` (``result`` is the
+    signal), and :meth:`wait` is ``QThread.wait`` (milliseconds).
+
     Args:
         *positional: The function to run (``target``); for a subclass that overrides
             :meth:`work`, the arguments for ``work``.
@@ -466,6 +472,21 @@ class LongJob(JobThread, Generic[T]):
         """
         check_seconds("timeout", timeout, allow_zero=True, allow_none=True)
         return cast(T, self._core.result(timeout))
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Return the work's exception (None if it succeeded), blocking like :meth:`get`.
+
+        Reading it counts as taking note of the failure (it is then not logged as
+        unretrieved), as for :attr:`failure`.
+
+        Raises:
+            TaskCancelledError: The job was cancelled.
+            TimeoutError: The job did not end within ``timeout``.
+            BlockingCallError: Called on the GUI thread with no timeout before the end.
+            ConfigurationError: ``timeout`` is not a finite number of seconds >= 0 or None.
+        """
+        check_seconds("timeout", timeout, allow_zero=True, allow_none=True)
+        return self._core.exception(timeout)
 
     @property
     def future(self) -> Future[T]:
