@@ -4,7 +4,8 @@ For work with thread affinity (COM apartments for Windows UI automation, a libra
 must be called from the thread that initialised it) and for sync code that needs to run
 coroutines: every call runs on the same OS thread, in submission order, and the
 initializer and finalizer run exactly once each.  It replaces "a new thread pool and a
-new event loop per call" (0.35-0.55 ms and a frozen window per call; see RESEARCH.md).
+new event loop per call", which freezes the window for every call made from the GUI
+thread (``benchmarks/bench_sync_async.py`` measures both).
 
 Data flow::
 
