@@ -13,9 +13,10 @@ Layers, bottom up (one private module each):
 * ``_map``        chunked ``map`` over a pool
 * ``_worker``     Worker (a QRunnable) + WorkerSignals, the pattern PySide users know
 * ``_progress``   to_percent: (current, total) progress for one-argument slots
-* ``_longjob``    LongJob: a QThread for long work that never aborts the process
-* ``_loopthread`` LoopThread: one persistent thread with an asyncio loop and an initializer
-* ``_subprocess`` SubprocessJob / run_process: commands streamed line by line, tree kill
+* ``_jobs``       work with a thread of its own: LongJob (a QThread for long work that
+                  never aborts the process), LoopThread (one persistent thread with an
+                  asyncio loop and an initializer), SubprocessJob / run_process (commands
+                  streamed line by line, tree kill)
 * ``_closing``    the window-close half of ``owner=`` (destruction is ``_owners``)
 * ``_manager``    WorkerManager: named pools, options (owner, key, timeout), statistics,
                   shutdown
@@ -68,9 +69,13 @@ from ._errors import (  # noqa: E402
     WorkerCrashedError,
 )
 from ._gc import collect_garbage_on_gui_thread  # noqa: E402
-from ._longjob import JobContext, JobStatistics, LongJob  # noqa: E402
-from ._loopthread import LoopThread, LoopThreadOptions  # noqa: E402
+from ._jobs._context import JobContext  # noqa: E402
+from ._jobs._longjob import LongJob  # noqa: E402
+from ._jobs._loopthread import LoopThread, LoopThreadOptions  # noqa: E402
+from ._jobs._process import ProcessResult, run_process  # noqa: E402
+from ._jobs._subprocess import SubprocessJob  # noqa: E402
 from ._manager import (  # noqa: E402
+    JobStatistics,
     ManagerStatistics,
     ShutdownReport,
     TaskOptions,
@@ -82,7 +87,6 @@ from ._map import MapHandle  # noqa: E402
 from ._model import TaskTableModel  # noqa: E402
 from ._progress import to_percent  # noqa: E402
 from ._signals import SignalPort, WorkerSignals  # noqa: E402
-from ._subprocess import ProcessResult, SubprocessJob, run_process  # noqa: E402
 
 #: The old name of :class:`TaskFailure` (a record, not an exception); kept as an alias.
 TaskError = TaskFailure

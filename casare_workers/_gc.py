@@ -9,10 +9,10 @@ dispatching an event to it: a segfault, at random, long after the code that made
 cycle ran.  Reference counting is not affected (an object freed by refcount is freed
 where its last reference is dropped, which the library arranges to be the GUI thread).
 
-:func:`~casare_workers.collect_garbage_on_gui_thread` turns the automatic collector off and runs it from
-a timer on the GUI thread instead, with the interpreter's own thresholds deciding which
-generation to collect.  This is the same remedy pyqtgraph and several large PySide/PyQt
-applications use; it is opt-in because the collector's state is process-wide.
+:func:`~casare_workers.collect_garbage_on_gui_thread` turns the automatic collector off
+and runs it from a timer on the GUI thread instead, with the interpreter's own thresholds
+deciding which generation to collect.  This is the same remedy pyqtgraph and several large
+PySide/PyQt applications use; it is opt-in because the collector's state is process-wide.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ class GuiGarbageCollector:
     the state it found.  It lives as long as the ``QCoreApplication``: when that is
     destroyed (an embedding application, a test runner making a new one), the collector
     stops and automatic collection is back at once; call
-    :func:`~casare_workers.collect_garbage_on_gui_thread` again for the next application.  Everything
-    here runs on the GUI thread.
+    :func:`~casare_workers.collect_garbage_on_gui_thread` again for the next application.
+    Everything here runs on the GUI thread.
     """
 
     def __init__(self, interval_ms: int) -> None:

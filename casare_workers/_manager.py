@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, ParamSpec, TypeVar, cast, get_args, overload
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar, cast, get_args, overload
 
 import shiboken6
 from PySide6.QtCore import (
@@ -35,7 +35,6 @@ from ._errors import (
     UnknownPoolError,
 )
 from ._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK, call_mode, positional_slot
-from ._longjob import JobRegistry, JobStatistics, LongJob
 from ._map import MapHandle
 from ._owners import OwnerRecord, check_owner
 from ._pool import Pool, build_pool
@@ -45,11 +44,14 @@ from ._watchdog import Watchdog
 from ._worker import Worker
 
 __all__ = (
+    "JobStatistics",
+    "JobTracker",
     "ManagerStatistics",
     "ShutdownReport",
     "TaskOptions",
     "WorkerManager",
     "default_manager",
+    "manager_core",
     "set_default_manager",
 )
 
@@ -66,6 +68,72 @@ KEY_POLICIES: tuple[str, ...] = get_args(KeyPolicy)
 STATISTICS_INTERVAL_MS = 100
 #: Window over which throughput is measured.
 THROUGHPUT_WINDOW = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatistics:
+    """A snapshot of a manager's long jobs (``manager.statistics().jobs``).
+
+    Attributes:
+        live: Jobs started and not yet delivered (their thread may still be running).
+        running: Jobs whose work is executing now.
+        paused: Running jobs asked to pause (they wait at their next checkpoint).
+        started: Jobs ever started.
+        succeeded: Jobs that ended with a result.
+        failed: Jobs that ended with an exception.
+        cancelled: Jobs cancelled, superseded, orphaned or shut down.
+    """
+
+    live: int = 0
+    running: int = 0
+    paused: int = 0
+    started: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+class JobTracker(Protocol):
+    """What the manager asks of the long jobs it tracks.
+
+    The manager knows no long job: ``casare_workers._jobs`` sits above it and implements
+    this (its ``JobRegistry``), installed as the manager core's ``jobs`` by the first
+    job started with the manager (until then, :class:`_NoJobs`).
+    """
+
+    @property
+    def live(self) -> int:
+        """Jobs started and not yet delivered."""
+
+    def live_jobs(self) -> list[Any]:
+        """The live jobs (``LongJob``), oldest first."""
+
+    def cancel_all(self, reason: str) -> int:
+        """Ask every live job to stop; return how many had not ended."""
+
+    def join(self, deadline: float) -> tuple[str, ...]:
+        """Wait for the jobs' threads until ``deadline``; the names of those still running."""
+
+    def statistics(self) -> JobStatistics:
+        """A consistent snapshot of the counters."""
+
+
+class _NoJobs:
+    """The :class:`JobTracker` of a manager that has not started a long job yet."""
+
+    live = 0
+
+    def live_jobs(self) -> list[Any]:
+        return []
+
+    def cancel_all(self, reason: str) -> int:
+        return 0
+
+    def join(self, deadline: float) -> tuple[str, ...]:
+        return ()
+
+    def statistics(self) -> JobStatistics:
+        return JobStatistics()
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,8 +329,9 @@ class _ManagerCore:
         self.samples: deque[tuple[float, dict[str, int]]] = deque()
         # Deques that receive every submitted task (item models drain them in batches).
         self.watchers: list[deque[Any]] = []  # TaskHandles and LongJobs
-        # -- long jobs (issue 3): every started LongJob, held until delivered --------------
-        self.jobs = JobRegistry(self)
+        #: The long jobs: every started LongJob, held until delivered.  The jobs package
+        #: installs its registry here when the first job starts (see JobTracker).
+        self.jobs: JobTracker = _NoJobs()
 
     def facade(self) -> WorkerManager | None:
         """The WorkerManager QObject, while it exists."""
@@ -579,6 +648,15 @@ class _ManagerCore:
         if key is not None:
             if self.keys.get((record, key)) is task:
                 del self.keys[(record, key)]
+
+    def update_busy(self) -> None:
+        """A long job started or was released: set ``busy`` from what is live (GUI thread)."""
+        facade = self.facade()
+        if facade is None:
+            return
+        busy = bool(self.live) or self.jobs.live > 0
+        if busy != self.busy:
+            self.set_busy(facade, busy)
 
     def set_busy(self, facade: WorkerManager, busy: bool) -> None:
         self.busy = busy
@@ -1017,8 +1095,8 @@ class WorkerManager(QObject):
 
     # -- long jobs (issue 3) ------------------------------------------------------------
 
-    def live_jobs(self) -> list[LongJob[Any]]:
-        """Long jobs started and not yet delivered (a snapshot, oldest first)."""
+    def live_jobs(self) -> list[Any]:
+        """Long jobs (``LongJob``) started and not yet delivered (a snapshot, oldest first)."""
         return self._core.jobs.live_jobs()
 
     # -- end long jobs
@@ -1057,6 +1135,11 @@ class WorkerManager(QObject):
         core = self._core
         state = "shut down" if core.closed else ("busy" if core.busy else "idle")
         return f"<WorkerManager pools={list(core.pools)} {state}>"
+
+
+def manager_core(manager: WorkerManager) -> _ManagerCore:
+    """The plain object behind ``manager`` (for the package: long jobs use it as their host)."""
+    return manager._core
 
 
 def _with_throughput(stats: PoolStatistics, throughput: float) -> PoolStatistics:

@@ -29,7 +29,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QBrush, QColor
 
 from ._core._state import TaskState
-from ._longjob import LongJob
+from ._jobs._longjob import LongJob
 from ._manager import WorkerManager
 
 __all__ = ("TaskLike", "TaskTableModel")

@@ -24,25 +24,29 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 import shiboken6
 from PySide6.QtCore import QObject, Qt
 
-if TYPE_CHECKING:
-    from ._core._handle import TaskHandle
+__all__ = ("Cancellable", "OwnerRecord", "check_owner")
 
-__all__ = ("OwnerRecord", "check_owner")
+
+class Cancellable(Protocol):
+    """What an owner's record holds: work that its owner's death cancels (a task, a job)."""
+
+    def cancel(self, *, reason: str = ...) -> bool:
+        """Ask the work to stop; True if this call did."""
 
 
 class OwnerRecord:
-    """Liveness of one owner QObject and the live tasks bound to it."""
+    """Liveness of one owner QObject and the live tasks (and long jobs) bound to it."""
 
     __slots__ = ("__weakref__", "_alive", "_keep", "_on_dead", "_ref", "tasks")
 
     def __init__(self, owner: QObject, on_dead: Callable[[OwnerRecord], None]) -> None:
         self._alive = True
-        self.tasks: set[TaskHandle[Any]] = set()
+        self.tasks: set[Cancellable] = set()
         self._ref = weakref.ref(owner)
         # A wrapper of an object C++ owns (a child widget) may be dropped by Python while
         # the object lives on: keep it, so that its validity can still be read.  Holding

@@ -7,6 +7,8 @@ references fail the build).
 from __future__ import annotations
 
 import os
+import typing
+from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -57,3 +59,23 @@ nitpick_ignore_regex = [
     ("py:.*", r"casare_workers\._[\w.]+"),
     ("py:.*", r"(PoolKind|TaskLike|KeyPolicy|OwnerRecord)"),
 ]
+
+
+def _public_bases(app: Any, name: str, obj: object, options: object, bases: list[Any]) -> None:
+    """Show a private base class as the classes it builds on (``Bases:`` of the API pages).
+
+    ``LongJob`` builds on ``_jobs._jobthread.JobThread`` and ``LoopThread`` on
+    ``_jobs._loopserver.LoopServer``: the reader is told ``QThread``, not a private name.
+    """
+    i = 0
+    while i < len(bases):
+        base = typing.get_origin(bases[i]) or bases[i]  # Delivery[T] -> Delivery
+        if getattr(base, "__module__", "").startswith("casare_workers._"):
+            bases[i : i + 1] = [b for b in base.__bases__ if b not in bases]
+        else:
+            i += 1
+
+
+def setup(app: Any) -> None:
+    """Sphinx's hook for a project's conf.py: connect the handlers above."""
+    app.connect("autodoc-process-bases", _public_bases)

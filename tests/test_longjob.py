@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Slot
 from casare_workers import (
     AlreadyStartedError,
     BlockingCallError,
+    ConfigurationError,
     JobContext,
     LongJob,
     ManagerShutdownError,
@@ -174,10 +175,12 @@ def test_longjob_async_work_runs_on_its_own_loop_closed_when_it_ends(
     job: LongJob[int] = LongJob(fetch, args=(10,), manager=manager)
     rec = Recorder(job)
     job.start()
+    # The GUI thread waits for the outcome before it runs its event loop: every report
+    # is then coalesced into one (otherwise a frame may pass between two of them).
+    assert job.get(10) == 45
     run_to_end(qtbot, manager, job)
     assert rec.names() == ["started", "progress", "result", "finished"]
     assert rec.events[1] == ("progress", 10, 10)  # coalesced; the final value arrives
-    assert job.get(0) == 45
     assert loops[0].is_closed()
 
 
@@ -234,6 +237,42 @@ def test_longjob_error_carries_the_exception_and_its_traceback(
         job.get(0)
     assert info.value is error.exception  # unchanged, not wrapped
     assert job.state is TaskState.FAILED
+
+
+def test_longjob_exception_reads_the_outcome_like_a_task_handle(
+    manager: WorkerManager, qtbot: Any, gate: Gate
+) -> None:
+    # The handle's words: exception(timeout) next to get(timeout) (the handle's result():
+    # a job's ``result`` is its signal).
+    def explode() -> None:
+        raise KeyError("missing")
+
+    failing: LongJob[None] = LongJob(explode, manager=manager)
+    failing.start()
+    run_to_end(qtbot, manager, failing)
+    error = failing.exception(0)
+    assert isinstance(error, KeyError)
+    assert failing.failure is not None
+    assert failing.failure.exception is error  # the same object, unwrapped
+
+    fine: LongJob[int] = LongJob(lambda: 3, manager=manager)
+    fine.start()
+    run_to_end(qtbot, manager, fine)
+    assert fine.exception(0) is None
+
+    cancelled: LongJob[bool] = LongJob(gate.wait, manager=manager)
+    cancelled.start()
+    with pytest.raises(BlockingCallError, match="freeze the window"):
+        cancelled.exception()  # the GUI thread, no timeout, still running
+    with pytest.raises(TimeoutError):
+        cancelled.exception(0.01)
+    with pytest.raises(ConfigurationError, match="timeout"):
+        cancelled.exception(float("inf"))
+    cancelled.cancel()
+    gate.open()
+    run_to_end(qtbot, manager, cancelled)
+    with pytest.raises(TaskCancelledError):
+        cancelled.exception(0)
 
 
 # -- progress -------------------------------------------------------------------------------
@@ -594,6 +633,24 @@ def test_longjob_stop_is_bounded_for_a_job_that_ignores_cancel(
     release.open()
     run_to_end(qtbot, manager, job)
     assert job.state is TaskState.CANCELLED
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), float("nan"), -1, "5", True])
+def test_longjob_stop_and_get_refuse_a_timeout_that_is_not_seconds(
+    manager: WorkerManager, qtbot: Any, gate: Gate, timeout: Any
+) -> None:
+    # stop(inf) used to cancel the job and then raise OverflowError from QDeadlineTimer;
+    # get(inf) raised OverflowError from threading.Event.wait.
+    job: LongJob[bool] = LongJob(gate.wait, manager=manager)
+    job.start()
+    with pytest.raises(ConfigurationError, match="timeout must be a non-negative number"):
+        job.stop(timeout)
+    with pytest.raises(ConfigurationError, match="timeout must be a non-negative number"):
+        job.get(timeout)
+    assert state_of(job) is TaskState.RUNNING  # refused before anything was asked of it
+    gate.open()
+    run_to_end(qtbot, manager, job)
+    assert job.get(0) is True
 
 
 def test_longjob_blocking_calls_on_the_gui_thread_need_a_timeout(

@@ -29,7 +29,7 @@ from casare_workers import (
     WorkerManager,
     run_process,
 )
-from casare_workers._subprocess import MAX_LINE, _LineSplitter
+from casare_workers._jobs._lines import MAX_LINE, LineSplitter
 from casare_workers.pytest_plugin import assert_gui_thread
 from tests.processes import wait_dead
 
@@ -141,7 +141,7 @@ def test_run_process_decodes_carriage_returns_and_bad_bytes() -> None:
 
 
 def test_line_splitter_joins_a_crlf_split_across_reads_and_cuts_huge_lines() -> None:
-    splitter = _LineSplitter()
+    splitter = LineSplitter()
     assert splitter.feed("a\r") == ["a"]
     assert splitter.feed("\nb\n") == ["b"]  # the \n completing \r\n is not an empty line
     assert splitter.feed("c") == []

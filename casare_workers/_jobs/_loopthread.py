@@ -4,7 +4,8 @@ For work with thread affinity (COM apartments for Windows UI automation, a libra
 must be called from the thread that initialised it) and for sync code that needs to run
 coroutines: every call runs on the same OS thread, in submission order, and the
 initializer and finalizer run exactly once each.  It replaces "a new thread pool and a
-new event loop per call" (0.35-0.55 ms and a frozen window per call; see RESEARCH.md).
+new event loop per call", which freezes the window for every call made from the GUI
+thread (``benchmarks/bench_sync_async.py`` measures both).
 
 Data flow::
 
@@ -30,113 +31,32 @@ result is discarded.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import inspect
 import itertools
 import threading
-import time
-import weakref
-from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import Future, InvalidStateError
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, overload
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread
 
-from ._closing import watch_window
-from ._engine import get_engine
-from ._errors import (
+from .._closing import watch_window
+from .._engine import get_engine
+from .._errors import (
     BlockingCallError,
-    ConfigurationError,
-    InitializerError,
-    TaskTimeoutError,
     ThreadClosedError,
-    describe_exception,
 )
-from ._owners import OwnerRecord, check_owner
-from ._report import report_callback_exception
-from ._watchdog import Watchdog
+from .._owners import OwnerRecord, check_owner
+from .._validation import check_seconds
+from ._loopserver import DEFAULT_CLOSE_TIMEOUT, LoopCall, LoopServer, close_coroutine
 
 __all__ = ("LoopThread", "LoopThreadOptions")
 
 T = TypeVar("T")
 P = ParamSpec("P")
 
-#: Seconds ``close()`` waits by default (and at interpreter exit, per thread).
-DEFAULT_CLOSE_TIMEOUT = 5.0
-
-_QUEUED, _RUNNING, _DONE = 0, 1, 2
 _names = itertools.count(1)
-
-
-class _Call:
-    """One submitted call: what to run, its Future, its state."""
-
-    __slots__ = (
-        "__weakref__",
-        "args",
-        "cancel_requested",
-        "fn",
-        "future",
-        "kwargs",
-        "owner",
-        "state",
-        "task",
-    )
-
-    def __init__(
-        self,
-        owner: LoopThread,
-        fn: Callable[..., Any] | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        coro: Awaitable[Any] | None,
-    ) -> None:
-        self.owner = owner
-        self.fn = fn
-        self.args: tuple[Any, ...] = args if coro is None else (coro,)
-        self.kwargs = kwargs
-        self.state = _QUEUED
-        self.cancel_requested = False
-        self.task: asyncio.Task[Any] | None = None
-        self.future: _CallFuture[Any] = _CallFuture(self)
-
-    def time_out(self) -> None:
-        """The watchdog's deadline passed (watchdog thread)."""
-        self.owner._expire(self)
-
-    def when_done(self, fn: Callable[[Any], object]) -> None:
-        """Call ``fn(self)`` once the call's Future is resolved (the watchdog drops its entry)."""
-        self.future.add_done_callback(lambda _future: fn(self))
-
-
-class _CallFuture(Future[T]):
-    """A Future whose ``cancel()`` also cancels a running coroutine.
-
-    It stays PENDING while the call runs (never RUNNING), so that it can still end
-    cancelled when a running coroutine is cancelled.
-    """
-
-    def __init__(self, call: _Call) -> None:
-        super().__init__()
-        self._call: _Call | None = call
-
-    def cancel(self) -> bool:
-        call = self._call
-        if self.done() or call is None:
-            return super().cancel()
-        return call.owner._cancel_call(call)
-
-
-def _resolve(fut: Future[Any], value: Any = None, exc: BaseException | None = None) -> None:
-    try:
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(value)
-    except InvalidStateError:  # it timed out or was cancelled first: the outcome is moot
-        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +84,7 @@ class LoopThreadOptions:
         return self.thread._call_blocking(fn, args, kwargs, self.timeout)
 
 
-class LoopThread:
+class LoopThread(LoopServer):
     """A persistent thread running an asyncio loop; calls run on it in order.
 
     Args:
@@ -214,31 +134,17 @@ class LoopThread:
                 raise TypeError(f"{what} must be callable, got {type(fn).__name__}")
         if not isinstance(initargs, tuple):
             raise TypeError(f"initargs must be a tuple, got {type(initargs).__name__}")
-        _check_timeout(timeout)
-        self.name = name if name is not None else f"casare-loop-{next(_names)}"
+        check_seconds("timeout", timeout, allow_none=True)
         self.timeout = timeout
-        self._initializer = initializer
-        self._initargs = initargs
-        self._finalizer = finalizer
-        self._ordered = bool(ordered)
-        self._lock = threading.Lock()
-        self._items: deque[_Call] = deque()
-        self._running: set[_Call] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
-        self._wake_pending = False
-        self._closed = False
-        self._broken: BaseException | None = None
-        self._watchdog = Watchdog(self.name)
         #: Resolves once the initializer has succeeded; fails with InitializerError.
         self.ready: Future[None] = Future()
+        name = name if name is not None else f"casare-loop-{next(_names)}"
+        super().__init__(name, initializer, initargs, finalizer, ordered)
         self._owner: OwnerRecord | None = None
         if owner is not None:
             self._owner = OwnerRecord(check_owner(owner), lambda _record: self._request_close())
             watch_window(owner, self)  # closing the owner's window closes the thread too
-        self._thread = threading.Thread(target=self._main, name=self.name, daemon=True)
-        _open_threads.add(self)
-        self._thread.start()
+        self._start_thread()
 
     # -- submitting (any thread) ------------------------------------------------------------
 
@@ -287,7 +193,7 @@ class LoopThread:
 
     def options(self, *, timeout: float | None = None) -> LoopThreadOptions:
         """Options for the next calls: ``thread.options(timeout=5).call(fn, x)``."""
-        _check_timeout(timeout)
+        check_seconds("timeout", timeout, allow_none=True)
         return LoopThreadOptions(self, timeout)
 
     def _submit(
@@ -310,9 +216,9 @@ class LoopThread:
                     "a coroutine object takes no arguments (they are in the coroutine): "
                     f"pass it alone, submit(coro) or call(coro){hint}"
                 )
-            call = _Call(self, None, (), {}, fn)
+            call = LoopCall(self, None, (), {}, fn)
         elif callable(fn):
-            call = _Call(self, fn, args, kwargs, None)
+            call = LoopCall(self, fn, args, kwargs, None)
         else:
             raise TypeError(
                 f"submit() takes a function, a coroutine function or a coroutine, got "
@@ -320,10 +226,10 @@ class LoopThread:
             )
         with self._lock:
             if self._broken is not None:
-                _close_coroutine(call)
+                close_coroutine(call)
                 raise self._broken_error()
             if self._closed:
-                _close_coroutine(call)
+                close_coroutine(call)
                 raise ThreadClosedError(
                     f"LoopThread {self.name!r} is closed; create a new one for new work"
                 )
@@ -369,55 +275,6 @@ class LoopThread:
             )
         return self._submit(fn, args, kwargs, timeout).result()
 
-    # -- cancellation and timeouts ------------------------------------------------------------
-
-    def _cancel_call(self, call: _Call) -> bool:
-        with self._lock:
-            state = call.state
-            call.cancel_requested = True
-            if state == _QUEUED:
-                call.state = _DONE
-                try:
-                    self._items.remove(call)
-                except ValueError:
-                    pass
-            task, loop = call.task, self._loop
-        if state == _QUEUED:
-            _close_coroutine(call)
-            return Future.cancel(call.future)
-        if state == _RUNNING and task is not None and loop is not None:
-            # The Future turns cancelled when the coroutine has actually stopped.
-            _call_soon(loop, task.cancel)
-        return False
-
-    def _expire(self, call: _Call) -> None:
-        with self._lock:
-            state = call.state
-            if state == _QUEUED:
-                call.state = _DONE
-                try:
-                    self._items.remove(call)
-                except ValueError:
-                    pass
-            task, loop = call.task, self._loop
-        if state == _DONE:
-            return
-        if state == _QUEUED:
-            _close_coroutine(call)
-        _resolve(
-            call.future,
-            exc=TaskTimeoutError(
-                f"a call on LoopThread {self.name!r} ran past its timeout"
-                + (
-                    "; a running function cannot be interrupted: its result will be discarded"
-                    if state == _RUNNING and task is None
-                    else ""
-                )
-            ),
-        )
-        if task is not None and loop is not None:
-            _call_soon(loop, task.cancel)
-
     # -- closing ------------------------------------------------------------------------------
 
     def close(
@@ -434,7 +291,7 @@ class LoopThread:
         Returns:
             True if the thread has ended.  Idempotent.
         """
-        _check_timeout(timeout, allow_zero=True)
+        check_seconds("timeout", timeout, allow_zero=True, allow_none=True)
         if timeout is None and _on_gui_thread():
             raise BlockingCallError(
                 f"close() of LoopThread {self.name!r} on the GUI thread needs a timeout"
@@ -444,28 +301,6 @@ class LoopThread:
             return False
         self._thread.join(timeout)
         return not self._thread.is_alive()
-
-    def _request_close(self, cancel_pending: bool = True) -> None:
-        with self._lock:
-            self._closed = True
-            dropped: list[_Call] = []
-            if cancel_pending:
-                dropped = list(self._items)
-                self._items.clear()
-                for call in dropped:
-                    call.state = _DONE
-            running = (
-                [c.task for c in self._running if c.task is not None] if cancel_pending else []
-            )
-            loop, wake = self._loop, self._wake
-        for call in dropped:
-            _close_coroutine(call)
-            Future.cancel(call.future)
-        if loop is not None:
-            for task in running:
-                _call_soon(loop, task.cancel)
-            if wake is not None:
-                _call_soon(loop, wake.set)
 
     def window_closed(self, reason: str) -> None:
         """The owner's window was closed (``_closing``): close, without waiting.  GUI thread."""
@@ -504,204 +339,6 @@ class LoopThread:
 
     # -- the loop thread ----------------------------------------------------------------------
 
-    def _broken_error(self) -> InitializerError:
-        cause = self._broken
-        assert cause is not None
-        err = InitializerError(
-            f"the initializer of LoopThread {self.name!r} raised "
-            f"{describe_exception(cause)}; no call can run on this thread"
-        )
-        err.__cause__ = cause
-        return err
-
-    def _main(self) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        initialized = False
-        try:
-            try:
-                if self._initializer is not None:
-                    _run_maybe_async(loop, self._initializer(*self._initargs))
-            except BaseException as exc:
-                self._fail_initializer(exc)
-                return
-            initialized = True
-            self.ready.set_result(None)
-            with self._lock:
-                self._wake = asyncio.Event()
-                self._loop = loop
-            loop.run_until_complete(self._serve())
-        finally:
-            try:
-                if initialized:
-                    _cancel_leftovers(loop)
-                    loop.run_until_complete(loop.shutdown_asyncgens())
-                    loop.run_until_complete(loop.shutdown_default_executor())
-                    if self._finalizer is not None:
-                        try:
-                            _run_maybe_async(loop, self._finalizer())
-                        except BaseException as exc:
-                            report_callback_exception(f"the finalizer of {self.name!r}", exc)
-            finally:
-                with self._lock:
-                    self._closed = True
-                    self._loop = None
-                    left = list(self._items)
-                    self._items.clear()
-                asyncio.set_event_loop(None)
-                loop.close()
-                self._watchdog.stop()
-                for call in left:
-                    _close_coroutine(call)
-                    Future.cancel(call.future)
-                _open_threads.discard(self)
-
-    def _fail_initializer(self, exc: BaseException) -> None:
-        with self._lock:
-            self._broken = exc
-            left = list(self._items)
-            self._items.clear()
-        err = self._broken_error()
-        # Resolved before anything else that runs user code (logging formats the
-        # exception): whatever happens next, nobody waits on ``ready`` for ever.
-        self.ready.set_exception(err)
-        for call in left:
-            call.state = _DONE
-            _close_coroutine(call)
-            _resolve(call.future, exc=err)
-        # Logged once, here: nobody may be waiting on ``ready`` or have a call queued,
-        # and a thread that silently never works is the failure this class prevents.
-        report_callback_exception(f"the initializer of LoopThread {self.name!r}", exc)
-
-    async def _serve(self) -> None:
-        wake = self._wake
-        assert wake is not None
-        tasks: set[asyncio.Task[None]] = set()
-        while True:
-            with self._lock:
-                if self._items:
-                    call: _Call | None = self._items.popleft()
-                    assert call is not None
-                    call.state = _RUNNING
-                    self._running.add(call)
-                elif self._closed:
-                    break
-                else:
-                    call = None
-                    self._wake_pending = False
-                    wake.clear()
-            if call is None:
-                await wake.wait()
-            elif self._ordered:
-                await self._run(call)
-            else:
-                task = asyncio.ensure_future(self._run(call))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _run(self, call: _Call) -> None:
-        future = call.future
-        try:
-            if call.fn is None:
-                value = await self._await(call, call.args[0])
-            else:
-                value = call.fn(*call.args, **call.kwargs)
-                if inspect.isawaitable(value):
-                    value = await self._await(call, value)
-        except asyncio.CancelledError:
-            # Cancelled through the Future, by close(), or by its timeout (then the
-            # Future already holds TaskTimeoutError and stays so).
-            if not future.done():
-                Future.cancel(future)
-        except BaseException as exc:
-            _resolve(future, exc=exc)
-        else:
-            _resolve(future, value)
-        finally:
-            with self._lock:
-                call.state = _DONE
-                call.task = None
-                self._running.discard(call)
-            # Drop the references now: the caller may keep the Future for long.
-            call.fn = None
-            call.args = ()
-            call.kwargs = {}
-
-    async def _await(self, call: _Call, awaitable: Awaitable[Any]) -> Any:
-        # Its own task, so that cancelling the call never cancels the serving loop.
-        task = asyncio.ensure_future(_contained(awaitable))
-        with self._lock:
-            call.task = task
-            stop_now = call.cancel_requested or call.future.done()
-        if stop_now:  # cancelled or timed out before it had a task to cancel
-            task.cancel()
-        ok, value = await task
-        if not ok:
-            raise value
-        return value
-
-
-async def _contained(awaitable: Awaitable[Any]) -> tuple[bool, Any]:
-    """Await the call's awaitable; return ``(True, value)`` or ``(False, exception)``.
-
-    asyncio lets ``SystemExit`` and ``KeyboardInterrupt`` raised by a task's coroutine
-    escape the event loop (and ``GeneratorExit`` ends the loop's own coroutine), which
-    would end this thread and every call on it.  Caught here, inside the task, they
-    are held by the call's Future like any other exception; cancellation still passes.
-    """
-    try:
-        return True, await awaitable
-    except asyncio.CancelledError:
-        raise
-    except BaseException as exc:
-        return False, exc
-
-
-def _run_maybe_async(loop: asyncio.AbstractEventLoop, value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return loop.run_until_complete(value)
-    return value
-
-
-def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
-    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-
-
-def _close_coroutine(call: _Call) -> None:
-    """Close a coroutine object that will never run (no "never awaited" warning)."""
-    if call.fn is None and call.args:
-        coro = call.args[0]
-        if inspect.iscoroutine(coro):
-            coro.close()
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> None:
-    try:
-        loop.call_soon_threadsafe(fn)
-    except RuntimeError:  # the loop has closed: nothing left to wake or cancel
-        pass
-
-
-def _check_timeout(value: object, *, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not value >= 0
-        or (value == 0 and not allow_zero)
-        or value == float("inf")
-    ):
-        raise ConfigurationError(
-            f"timeout must be a positive number of seconds or None, got {value!r}"
-        )
-
 
 def _discard(fn: object) -> None:
     """Close a coroutine object that will never run (no "never awaited" warning)."""
@@ -720,19 +357,3 @@ def _on_gui_thread() -> bool:
     if QCoreApplication.instance() is None:
         return False
     return get_engine().is_gui_thread()
-
-
-# Threads still open at interpreter exit are closed with a bounded wait, so that their
-# finalizers run (CoUninitialize) while the interpreter is still intact.
-_open_threads: weakref.WeakSet[LoopThread] = weakref.WeakSet()
-
-
-def _close_at_exit() -> None:
-    deadline = time.monotonic() + DEFAULT_CLOSE_TIMEOUT
-    for thread in list(_open_threads):
-        thread._request_close()
-    for thread in list(_open_threads):
-        thread._thread.join(max(0.0, deadline - time.monotonic()))
-
-
-atexit.register(_close_at_exit)
