@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from PySide6.QtWidgets import QDialog
 
     from ._manager import TaskOptions, WorkerManager, _ManagerCore
-    from ._map import MapHandle
+    from ._pools._map import MapHandle
 
 __all__ = (
     "PoolExecutor",

@@ -369,7 +369,7 @@ def test_dask_cluster_closed_during_shutdown(
 
 def test_dask_worker_side_needs_no_casare_workers(tmp_path: Path) -> None:
     """The code shipped to workers runs where casare_workers (and Qt) cannot be imported."""
-    from casare_workers import _daskpool, _daskworker
+    from casare_workers._pools import _daskpool, _daskworker
 
     cloudpickle = _daskpool.cloudpickle
 

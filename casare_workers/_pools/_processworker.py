@@ -45,11 +45,11 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from ._core._context import ProgressCallback as _ProgressCallback
-from ._core._context import TaskContext
-from ._core._context import coerce_progress as _coerce_progress
-from ._errors import SerializationError, TaskCancelledError, describe_exception
-from ._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK
+from .._core._context import ProgressCallback as _ProgressCallback
+from .._core._context import TaskContext
+from .._core._context import coerce_progress as _coerce_progress
+from .._errors import SerializationError, TaskCancelledError, describe_exception
+from .._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK
 
 __all__ = (
     "NICENESS",

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from PySide6.QtCore import QObject
 
-from ._core._handle import TaskHandle
-from ._core._state import TaskState
-from ._engine import DeliveryEngine
-from ._report import report_callback_exception
+from .._core._handle import TaskHandle
+from .._core._state import TaskState
+from .._engine import DeliveryEngine
+from .._report import report_callback_exception
 
 if TYPE_CHECKING:
     from ._threadpool import ThreadPool
@@ -128,7 +128,7 @@ class MapHandle(TaskHandle[list[R]]):
         ``asyncio.CancelledError``.  Cancelling the iterating coroutine cancels the map.
         """
         # The bridge builds on the core, not the other way round: imported on use.
-        from ._asyncio import iterate_map
+        from .._asyncio import iterate_map
 
         return iterate_map(self)
 

@@ -43,23 +43,23 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._config import PoolConfig
-from ._core._state import TaskState
-from ._errors import BlockingCallError, ManagerShutdownError
+from .._config import PoolConfig
+from .._core._state import TaskState
+from .._errors import BlockingCallError, ManagerShutdownError
 from ._pool import TaskCounters
+from ._statistics import PoolStatistics
 
 # Module-level aliases: looking a member up on the Enum class costs a descriptor call.
 _QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
 _SUCCEEDED, _FAILED = TaskState.SUCCEEDED, TaskState.FAILED
 
 if TYPE_CHECKING:
-    from ._core._handle import TaskHandle
+    from .._core._handle import TaskHandle
     from ._map import MapHandle
 
-__all__ = ("INJECT_DELAY", "PoolStatistics", "ThreadPool")
+__all__ = ("INJECT_DELAY", "PoolItem", "ThreadPool")
 
 #: Seconds queued work may see no progress before the monitor adds a thread.
 INJECT_DELAY = 0.001
@@ -74,52 +74,6 @@ class PoolItem(Protocol):
 
     @property
     def task(self) -> TaskHandle[Any]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStatistics:
-    """A consistent snapshot of one pool's counters.
-
-    ``submitted == queued + running + succeeded + failed + cancelled`` always holds.
-
-    Attributes:
-        name: The pool's name.
-        kind: ``"thread"`` (or the kind of another backend).
-        max_workers: The bound on workers running at once.
-        workers: Threads alive now (idle ones exit after ``idle_timeout``).
-        busy: Workers executing a function now.
-        abandoned: Workers still executing a function whose task already ended
-            (cancelled or timed out while running; Python threads cannot be killed).
-        queued: Tasks waiting for a worker.
-        running: Tasks running now.
-        submitted: Tasks ever submitted.
-        succeeded: Tasks that ended with a result.
-        failed: Tasks that ended with an exception (including timeouts).
-        cancelled: Tasks cancelled, superseded or shut down.
-        throughput: Tasks ended per second over the last few seconds.
-        restarts: Worker processes replaced after a crash or a kill (process pools;
-            always 0 for threads).
-    """
-
-    name: str
-    kind: str
-    max_workers: int
-    workers: int
-    busy: int
-    abandoned: int
-    queued: int
-    running: int
-    submitted: int
-    succeeded: int
-    failed: int
-    cancelled: int
-    throughput: float = 0.0
-    restarts: int = 0
-
-    @property
-    def finished(self) -> int:
-        """Tasks that ended in any way."""
-        return self.succeeded + self.failed + self.cancelled
 
 
 class ThreadPool(TaskCounters):

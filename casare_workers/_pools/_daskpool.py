@@ -47,22 +47,22 @@ import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _daskworker
-from ._config import PoolConfig
-from ._core._state import TaskState
-from ._errors import (
+from .._config import PoolConfig
+from .._core._state import TaskState
+from .._errors import (
     ClusterUnavailableError,
     ConfigurationError,
     ManagerShutdownError,
     describe_exception,
 )
-from ._introspect import PLAIN
+from .._introspect import PLAIN
+from . import _daskworker
 from ._pool import TaskCounters
 from ._remote import apply_progress, dump_items, dumps_checked, start_task
-from ._threadpool import PoolStatistics
+from ._statistics import PoolStatistics
 
 if TYPE_CHECKING:
-    from ._core._handle import TaskHandle
+    from .._core._handle import TaskHandle
     from ._map import MapHandle
 
 __all__ = ("DaskPool",)

@@ -18,11 +18,11 @@ import pickle
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._core._state import TaskState
-from ._errors import SerializationError, describe_exception
+from .._core._state import TaskState
+from .._errors import SerializationError, describe_exception
 
 if TYPE_CHECKING:
-    from ._core._handle import TaskHandle
+    from .._core._handle import TaskHandle
     from ._pool import Pool
 
 __all__ = (

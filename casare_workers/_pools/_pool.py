@@ -20,14 +20,14 @@ import importlib
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._core._state import TaskState
-from ._errors import ConfigurationError
+from .._core._state import TaskState
+from .._errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from ._config import PoolConfig
-    from ._core._handle import TaskHandle
+    from .._config import PoolConfig
+    from .._core._handle import TaskHandle
     from ._map import MapHandle
-    from ._threadpool import PoolStatistics
+    from ._statistics import PoolStatistics
 
 __all__ = ("POOL_FACTORIES", "Pool", "TaskCounters", "build_pool")
 

@@ -75,15 +75,15 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _processworker
-from ._config import PoolConfig
-from ._core._state import TaskState
-from ._errors import (
+from .._config import PoolConfig
+from .._core._state import TaskState
+from .._errors import (
     ManagerShutdownError,
     SerializationError,
     WorkerCrashedError,
     describe_exception,
 )
+from . import _processworker
 from ._pool import TaskCounters
 from ._remote import (
     apply_progress,
@@ -92,12 +92,12 @@ from ._remote import (
     dumps_checked,
     start_task,
 )
-from ._threadpool import PoolStatistics
+from ._statistics import PoolStatistics
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
-    from ._core._handle import TaskHandle
+    from .._core._handle import TaskHandle
     from ._map import MapHandle
 
 __all__ = ("CHUNKS_PER_WORKER", "PIPELINE", "ProcessPool", "available_memory", "size_for_memory")
