@@ -61,13 +61,13 @@ from ._engine import DeliveryEngine, get_engine
 from ._errors import BlockingCallError, NoEventLoopError, TaskCancelledError
 from ._introspect import PLAIN
 from ._owners import check_owner
+from ._pools._map import MapHandle, set_async_iterator
 from ._report import report_callback_exception
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QDialog
 
     from ._manager import TaskOptions, WorkerManager, _ManagerCore
-    from ._pools._map import MapHandle
 
 __all__ = (
     "PoolExecutor",
@@ -403,6 +403,9 @@ class _MapIterator(Generic[R]):
 def iterate_map(handle: MapHandle[R]) -> _MapIterator[R]:
     """The body of ``MapHandle.__aiter__``: an async iterator of ``(index, value)``."""
     return _MapIterator(handle, _running_loop("async iteration over a map"))
+
+
+set_async_iterator(iterate_map)
 
 
 # -- blocking functions as coroutines; the manager's pool as the loop's executor ---------------

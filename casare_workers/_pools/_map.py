@@ -1,6 +1,6 @@
 """``map``: one task over many items, chunked automatically, results in order.
 
-The seed note's rule is that pools do not pay for sub-millisecond tasks.  So ``map``
+Pools must not pay a task's overhead per item for sub-millisecond work.  So ``map``
 does not create one task per item: it queues up to ``max_workers`` *runners* that claim
 chunks of indices from a shared cursor.  The first chunk is one item; each runner then
 sizes its next chunk so that it takes about :data:`TARGET_CHUNK_SECONDS`, growing at most
@@ -13,14 +13,15 @@ Cancellation is checked between chunks.
 
 Each finished chunk's index range is recorded (one append under the lock the runner
 already holds), so ``async for index, value in handle`` can yield results as chunks
-arrive, even when the iteration starts late (``casare_workers._asyncio``).
+arrive, even when the iteration starts late (the asyncio bridge implements the
+iteration and installs it with :func:`set_async_iterator`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from PySide6.QtCore import QObject
 
@@ -29,10 +30,7 @@ from .._core._state import TaskState
 from .._engine import DeliveryEngine
 from .._report import report_callback_exception
 
-if TYPE_CHECKING:
-    from ._threadpool import ThreadPool
-
-__all__ = ("MapHandle",)
+__all__ = ("MapHandle", "MapRunner", "set_async_iterator")
 
 R = TypeVar("R")
 
@@ -40,11 +38,23 @@ R = TypeVar("R")
 #: long enough that per-chunk costs (locking, progress) vanish.
 TARGET_CHUNK_SECONDS = 0.002
 
-_QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
-_SUCCEEDED, _FAILED = TaskState.SUCCEEDED, TaskState.FAILED
+_RUNNING = TaskState.RUNNING
+
+#: What ``MapHandle.__aiter__`` returns, installed by the asyncio bridge when it is
+#: imported (``casare_workers`` imports it): the bridge builds on the pools, so the
+#: pools reach it through this hook instead of importing the layer above them.
+_async_iterator: Callable[[MapHandle[Any]], AsyncIterator[tuple[int, Any]]] | None = None
 
 
-class _Runner:
+def set_async_iterator(
+    factory: Callable[[MapHandle[Any]], AsyncIterator[tuple[int, Any]]],
+) -> None:
+    """Install what ``async for ... in map_handle`` iterates with (the bridge calls this)."""
+    global _async_iterator
+    _async_iterator = factory
+
+
+class MapRunner:
     """One pool item of a map; several run the same map concurrently."""
 
     __slots__ = ("_task",)
@@ -127,10 +137,12 @@ class MapHandle(TaskHandle[list[R]]):
         the results that arrived before it; a cancelled one raises
         ``asyncio.CancelledError``.  Cancelling the iterating coroutine cancels the map.
         """
-        # The bridge builds on the core, not the other way round: imported on use.
-        from .._asyncio import iterate_map
-
-        return iterate_map(self)
+        iterate = _async_iterator
+        if iterate is None:  # pragma: no cover - importing casare_workers installs it
+            raise RuntimeError(
+                "async iteration over a map needs the asyncio bridge: import casare_workers"
+            )
+        return iterate(self)
 
     def _release_inputs(self) -> None:
         """Drop the items when the map ends (a runner's thread) unless a QObject is one.
@@ -147,13 +159,17 @@ class MapHandle(TaskHandle[list[R]]):
         self._items = None
         super()._release_on_gui_thread()
 
-    def _launch(self, pool: ThreadPool) -> None:
-        """Queue the runners (the task is already registered with ``pool``)."""
+    def runners(self, threads: int) -> list[MapRunner]:
+        """The pool items that run this map on up to ``threads`` threads at once.
+
+        For a thread pool, once it has queued the map (``mark_queued``): it queues the
+        runners it gets.  A map of no items ends here, with ``[]``, and gets none.
+        """
         if self._n == 0:
             self.succeed([])
-            return
-        self._runners = max(1, min(pool.max_workers, self._n))
-        pool.push_items([_Runner(self) for _ in range(self._runners)], self._priority)
+            return []
+        self._runners = max(1, min(threads, self._n))
+        return [MapRunner(self) for _ in range(self._runners)]
 
     def execute(self) -> None:  # pragma: no cover - a map is run by its runners
         self._run_in_context()

@@ -43,6 +43,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._config import PoolConfig
@@ -120,7 +121,7 @@ class ThreadPool(TaskCounters):
                 raise ManagerShutdownError(
                     f"pool {self.name!r} is shut down; create a new WorkerManager to run more work"
                 )
-            task._state = _QUEUED
+            task.mark_queued()
             self.count_submitted()
             queue = self._default if priority == 0 else self._queue_for(priority)
             if not queue:
@@ -131,7 +132,7 @@ class ThreadPool(TaskCounters):
         if spawn:
             self._spawn()
 
-    def push_items(self, items: list[PoolItem], priority: int) -> None:
+    def push_items(self, items: Sequence[PoolItem], priority: int) -> None:
         """Queue internal items (a map's chunk runners) without counting them as tasks."""
         if not items:
             return
@@ -194,9 +195,9 @@ class ThreadPool(TaskCounters):
             return len(self._levels)
 
     def submit_map(self, task: MapHandle[Any], priority: int) -> None:
-        """Count a map as one task and queue its chunk runners."""
+        """Count a map as one task and queue its chunk runners (one per thread it may use)."""
         self.register(task)
-        task._launch(self)
+        self.push_items(task.runners(self.max_workers), priority)
 
     def on_cancel(self, task: TaskHandle[Any], was_running: bool) -> None:
         """Nothing to do: a queued task is skipped when popped; a thread cannot be stopped."""
@@ -247,7 +248,7 @@ class ThreadPool(TaskCounters):
                 raise ManagerShutdownError(
                     f"pool {self.name!r} is shut down; create a new WorkerManager to run more work"
                 )
-            task._state = _QUEUED
+            task.mark_queued()
             self.count_submitted()
 
     def _wake_or_grow(self) -> bool:
@@ -384,7 +385,7 @@ class ThreadPool(TaskCounters):
             for level in sorted(self._queues, reverse=True):
                 for item in self._queues[level]:
                     task = item.task
-                    if task._state is _QUEUED:
+                    if task.state is _QUEUED:
                         seen[task.id] = task
             return list(seen.values())
 
