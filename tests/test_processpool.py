@@ -40,9 +40,9 @@ from casare_workers import (
     WorkerManager,
 )
 from casare_workers._pools import _processworker
+from casare_workers._pools._pickling import RemoteTraceback
 from casare_workers._pools._processpool import ProcessPool, size_for_memory
 from casare_workers._pools._processworker import NICENESS
-from casare_workers._pools._remote import RemoteTraceback
 from casare_workers.pytest_plugin import assert_gui_thread, wait_for_handle
 from tests import proc_tasks as tasks
 from tests.processes import pid_alive, wait_dead
@@ -609,7 +609,7 @@ def test_process_worker_killed_while_starting_up_is_replaced_then_given_up(
     make_manager: Callable[..., WorkerManager], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_processworker, "initialize", tasks.killed_initialize)
-    monkeypatch.setattr("casare_workers._pools._processpool.MAX_START_KILLS", 2)
+    monkeypatch.setattr("casare_workers._pools._processresults.MAX_START_KILLS", 2)
     manager = make_manager(1)
     handle = manager.options(pool="proc").submit(tasks.square, 2)
     with pytest.raises(WorkerCrashedError, match="2 worker processes in a row died by a signal"):
@@ -623,7 +623,7 @@ def test_process_worker_that_never_finishes_starting_up_is_killed(
     monkeypatch.setattr(
         _processworker, "initialize", functools.partial(tasks.gated_initialize, str(tmp_path))
     )
-    monkeypatch.setattr("casare_workers._pools._processpool.START_TIMEOUT", 0.5)
+    monkeypatch.setattr("casare_workers._pools._processresults.START_TIMEOUT", 0.5)
     manager = make_manager(1)
     handle = manager.options(pool="proc").submit(tasks.square, 2)
     with pytest.raises(WorkerCrashedError, match=r"had not started after 0\.5 s"):
