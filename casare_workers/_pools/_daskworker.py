@@ -1,4 +1,4 @@
-"""What runs on a Dask worker for a :class:`~casare_workers._daskpool.DaskPool` task.
+"""What runs on a Dask worker for a :class:`~casare_workers._pools._daskpool.DaskPool` task.
 
 This module is shipped *by value* (``cloudpickle.register_pickle_by_value``): the
 cluster's workers need Dask, and the task's own module, but neither casare_workers

@@ -1,4 +1,4 @@
-"""What runs inside each worker process of a :class:`~casare_workers._processpool.ProcessPool`.
+"""What runs inside each worker process of a process pool (``_processpool.ProcessPool``).
 
 Each worker process is the single process of its own ``ProcessPoolExecutor`` and runs
 one call at a time (the next one may already wait in its pipe).  Besides the

@@ -53,8 +53,7 @@ from ._pool import TaskCounters
 from ._statistics import PoolStatistics
 
 # Module-level aliases: looking a member up on the Enum class costs a descriptor call.
-_QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
-_SUCCEEDED, _FAILED = TaskState.SUCCEEDED, TaskState.FAILED
+_QUEUED = TaskState.QUEUED
 
 if TYPE_CHECKING:
     from .._core._handle import TaskHandle
@@ -360,7 +359,7 @@ class ThreadPool(TaskCounters):
                     finally:
                         cv.acquire()
 
-    # -- accounting (called with the lock held, from TaskHandle._settle) -----------------
+    # -- observing --------------------------------------------------------------------------
 
     def statistics(self) -> PoolStatistics:
         """Return a consistent snapshot of the counters."""
