@@ -154,7 +154,6 @@ class DaskConnection(RemotePool):
         raise NotImplementedError
 
     def _refuse_locked(self) -> None:
-        super()._refuse_locked()
         if self._status == "unavailable":
             error = self._error
             self._status = "connecting"  # try again in the background

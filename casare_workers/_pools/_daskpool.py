@@ -44,7 +44,7 @@ from .._introspect import PLAIN
 from . import _daskworker
 from ._daskclient import CALL_TIMEOUT, DaskConnection, quietly
 from ._remote import CHUNKS_PER_WORKER, apply_progress
-from ._remotejob import MapState, RemoteJob
+from ._remotejob import RemoteJob
 
 if TYPE_CHECKING:
     from .._config import PoolConfig
@@ -65,16 +65,8 @@ class DaskJob(RemoteJob):
 
     __slots__ = ("future",)
 
-    def __init__(
-        self,
-        task: TaskHandle[Any],
-        payload: bytes,
-        priority: int,
-        map_state: MapState | None = None,
-        start: int = 0,
-        count: int = 0,
-    ) -> None:
-        super().__init__(task, payload, priority, map_state, start, count)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # as RemoteJob's
+        super().__init__(*args, **kwargs)
         self.future: Any = None
 
 
@@ -87,6 +79,7 @@ class DaskPool(DaskConnection):
     kind = "dask"
     where = "a Dask worker"
     job_class = DaskJob
+    service_error_class = ClusterUnavailableError
 
     def __init__(self, name: str, config: PoolConfig) -> None:
         super().__init__(name, config)
@@ -138,15 +131,6 @@ class DaskPool(DaskConnection):
         if self._status != "ready" or len(self._inflight) >= self.max_workers:
             return None
         return self._client
-
-    def _service_error(self, exc: BaseException) -> BaseException:
-        error = ClusterUnavailableError(
-            f"pool {self.name!r} stopped working: its service thread failed "
-            f"({describe_exception(exc)}; the log has the traceback); create a new "
-            "WorkerManager to run more work"
-        )
-        error.__cause__ = exc
-        return error
 
     def _close_everything(self) -> None:
         # Normally nothing is in flight here; after a failure of the service thread the

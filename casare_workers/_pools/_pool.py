@@ -24,15 +24,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._core._host import PoolSlot
 from .._core._state import TaskState
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, ManagerShutdownError, describe_exception
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from .._config import PoolConfig
     from .._core._handle import TaskHandle
     from ._map import MapHandle
     from ._statistics import PoolStatistics
 
-__all__ = ("POOL_FACTORIES", "Pool", "TaskCounters", "build_pool")
+__all__ = ("POOL_FACTORIES", "Pool", "TaskCounters", "build_pool", "still_queued")
 
 _QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
 _SUCCEEDED, _FAILED = TaskState.SUCCEEDED, TaskState.FAILED
@@ -88,11 +90,19 @@ class Pool(PoolSlot, Protocol):
 class TaskCounters:
     """The task counters every pool backend keeps, and their one set of rules.
 
-    All methods are called with the pool's lock held (a task's terminal transition
-    calls :meth:`count_settled` under it), so
+    The counting methods are called with the pool's lock held (a task's terminal
+    transition calls :meth:`count_settled` under it), so
     ``submitted == queued + running + succeeded + failed + cancelled`` holds at every
     moment.  A task that was never counted (a ``Worker`` still PENDING) is ignored.
+    Work is counted only while the pool accepts it (:meth:`register_locked`,
+    :meth:`close`).
     """
+
+    name: str
+    lock: threading.Lock
+    _accepting = True
+    #: What stopped the pool working (a bug in its own thread), for the refusal message.
+    _failure: BaseException | None = None
 
     @property
     def timeout_fate(self) -> str | None:
@@ -109,6 +119,32 @@ class TaskCounters:
     _succeeded = 0
     _failed = 0
     _cancelled = 0
+
+    def check_accepting(self) -> None:
+        """Raise ``ManagerShutdownError`` (saying why) if the pool takes no more work."""
+        if self._accepting:
+            return
+        failure = self._failure
+        if failure is not None:
+            raise ManagerShutdownError(
+                f"pool {self.name!r} stopped working after an internal error "
+                f"({describe_exception(failure)}; the log has the traceback); create a "
+                "new WorkerManager to run more work"
+            ) from failure
+        raise ManagerShutdownError(
+            f"pool {self.name!r} is shut down; create a new WorkerManager to run more work"
+        )
+
+    def register_locked(self, task: TaskHandle[Any]) -> None:
+        """Queue and count ``task``, or raise as :meth:`check_accepting` (lock held)."""
+        self.check_accepting()
+        task.mark_queued()
+        self.count_submitted()
+
+    def close(self) -> None:
+        """Refuse new work; queued work still runs."""
+        with self.lock:
+            self._accepting = False
 
     def count_submitted(self) -> None:
         """A task was queued (called with the lock held)."""
@@ -145,6 +181,15 @@ class TaskCounters:
             "failed": self._failed,
             "cancelled": self._cancelled,
         }
+
+
+def still_queued(tasks: Iterable[TaskHandle[Any]]) -> list[TaskHandle[Any]]:
+    """The tasks among ``tasks`` that are still QUEUED, each once, in order (a snapshot)."""
+    seen: dict[int, TaskHandle[Any]] = {}
+    for task in tasks:
+        if task.state is _QUEUED:
+            seen.setdefault(task.id, task)
+    return list(seen.values())
 
 
 def build_pool(name: str, config: PoolConfig) -> Pool:

@@ -28,7 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
-from .._errors import WorkerCrashedError, describe_exception
+from .._errors import WorkerCrashedError
 from . import _processworker
 from ._processresults import ProcessResults
 from ._processslots import (
@@ -54,6 +54,7 @@ class ProcessService(ProcessResults):
     """A process pool's third layer: the service thread that drives the slots."""
 
     watch_at_begin = False  # a job's timeout starts once its worker process is up
+    service_error_class = WorkerCrashedError
 
     def __init__(self, name: str, max_workers: int, config: PoolConfig) -> None:
         super().__init__(name, max_workers, config)
@@ -301,15 +302,6 @@ class ProcessService(ProcessResults):
             if worker is not None:
                 self._kill(worker, reason)
         self._wake()
-
-    def _service_error(self, exc: BaseException) -> BaseException:
-        error = WorkerCrashedError(
-            f"pool {self.name!r} stopped working: its service thread failed "
-            f"({describe_exception(exc)}; the log has the traceback); create a new "
-            "WorkerManager to run more work"
-        )
-        error.__cause__ = exc
-        return error
 
     def _close_everything(self) -> None:
         self._close_workers()

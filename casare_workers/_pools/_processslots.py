@@ -32,13 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import _processworker
 from ._remote import RemotePool
-from ._remotejob import MapState, RemoteJob
+from ._remotejob import RemoteJob
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
     from .._config import PoolConfig
-    from .._core._handle import TaskHandle
 
 __all__ = (
     "KILL_WAIT",
@@ -121,16 +120,8 @@ class ProcessJob(RemoteJob):
 
     __slots__ = ("partial", "seq", "watch_pending", "worker")
 
-    def __init__(
-        self,
-        task: TaskHandle[Any],
-        payload: bytes,
-        priority: int,
-        map_state: MapState | None = None,
-        start: int = 0,
-        count: int = 0,
-    ) -> None:
-        super().__init__(task, payload, priority, map_state, start, count)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # as RemoteJob's
+        super().__init__(*args, **kwargs)
         self.partial = 0  # items of its chunk done so far (the worker's progress)
         self.seq = 0  # the number of the call that ships it (a new one if put back)
         self.watch_pending = False  # its timeout starts once its worker is up

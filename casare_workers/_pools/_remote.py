@@ -34,10 +34,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from .._core._state import TaskState
-from .._errors import ManagerShutdownError, describe_exception
+from .._errors import describe_exception
 from ._pickling import dump_items, dumps_checked, pickle_dumps
-from ._pool import TaskCounters
+from ._pool import TaskCounters, still_queued
 from ._remotejob import MapState, RemoteJob
 from ._statistics import PoolStatistics
 
@@ -48,8 +47,6 @@ if TYPE_CHECKING:
 __all__ = ("CHUNKS_PER_WORKER", "RemotePool", "apply_progress")
 
 logger = logging.getLogger("casare_workers")
-
-_QUEUED = TaskState.QUEUED
 
 #: A ``map`` is cut into about this many chunks per worker when no chunksize is given:
 #: few enough that pickling and the round trip are paid a handful of times, enough
@@ -87,6 +84,8 @@ class RemotePool(TaskCounters):
     watch_at_begin: ClassVar[bool] = True
     #: The backend's kind of job (a subclass of :class:`RemoteJob` with its own fields).
     job_class: ClassVar[type[RemoteJob]] = RemoteJob
+    #: What every task ends with if the service thread itself fails (a bug of ours).
+    service_error_class: ClassVar[type[Exception]]
     #: Seconds :meth:`join` still waits once its deadline has passed and the pool was
     #: told to drop everything.
     abort_wait: ClassVar[float] = 5.0
@@ -98,10 +97,8 @@ class RemotePool(TaskCounters):
         self._heap: list[tuple[int, int, RemoteJob]] = []
         self._order = itertools.count()
         self._service: threading.Thread | None = None
-        self._accepting = True
         self._stopping = False  # let the service thread end once everything is done
         self._abort = False  # drop what is queued and stop what runs (shutdown's time is up)
-        self._failure: BaseException | None = None  # what stopped the service thread
         self._restarts = 0
 
     # -- what a backend provides --------------------------------------------------------
@@ -111,8 +108,10 @@ class RemotePool(TaskCounters):
         return pickle_dumps(obj)
 
     def _refuse_locked(self) -> None:
-        """Raise if no work may be queued now (lock held)."""
-        self._check_accepting()
+        """Raise if the backend cannot take work now (lock held); nothing by default.
+
+        The pool's own refusal (shut down, failed) is :meth:`register_locked`'s.
+        """
 
     def _queued_locked(self) -> None:
         """Work was just queued (lock held): e.g. start the service thread."""
@@ -160,7 +159,13 @@ class RemotePool(TaskCounters):
 
     def _service_error(self, exc: BaseException) -> BaseException:
         """The error every task ends with when the service thread itself fails."""
-        raise NotImplementedError
+        error = self.service_error_class(
+            f"pool {self.name!r} stopped working: its service thread failed "
+            f"({describe_exception(exc)}; the log has the traceback); create a new "
+            "WorkerManager to run more work"
+        )
+        error.__cause__ = exc
+        return error
 
     def _close_everything(self) -> None:
         """The service thread ends: release what the backend holds."""
@@ -173,19 +178,19 @@ class RemotePool(TaskCounters):
 
     def submit(self, task: TaskHandle[Any], priority: int) -> None:
         """Pickle the call now (refusing what cannot travel), then queue it."""
-        self._check_accepting()
+        self.check_accepting()
         payload = dumps_checked(task.name, *task.call[:3], dumps=self._dumps, where=self.where)
         job = self.job_class(task, payload, priority)
         with self.lock:
             self._refuse_locked()
-            self._register_locked(task)
+            self.register_locked(task)
             self._push_locked(job)
             self._queued_locked()
         self._wake()
 
     def submit_map(self, task: MapHandle[Any], priority: int) -> None:
         """Cut the items into chunks, pickle each now, and queue them as one task."""
-        self._check_accepting()
+        self.check_accepting()
         items = task.items
         n = len(items)
         size = task.fixed_chunksize or max(
@@ -209,7 +214,7 @@ class RemotePool(TaskCounters):
         ]
         with self.lock:
             self._refuse_locked()
-            self._register_locked(task)
+            self.register_locked(task)
             task.set_chunks(len(jobs))
             for job in jobs:
                 self._push_locked(job)
@@ -219,24 +224,6 @@ class RemotePool(TaskCounters):
             task.finish()
             return
         self._wake()
-
-    def _check_accepting(self) -> None:
-        if self._accepting:
-            return
-        failure = self._failure
-        if failure is not None:
-            raise ManagerShutdownError(
-                f"pool {self.name!r} stopped working after an internal error "
-                f"({describe_exception(failure)}; the log has the traceback); create a "
-                "new WorkerManager to run more work"
-            ) from failure
-        raise ManagerShutdownError(
-            f"pool {self.name!r} is shut down; create a new WorkerManager to run more work"
-        )
-
-    def _register_locked(self, task: TaskHandle[Any]) -> None:
-        task.mark_queued()
-        self.count_submitted()
 
     def _push_locked(self, job: RemoteJob) -> None:
         if job.order < 0:
@@ -367,18 +354,9 @@ class RemotePool(TaskCounters):
     def queued_tasks(self) -> list[TaskHandle[Any]]:
         """Return the tasks still waiting (a snapshot)."""
         with self.lock:
-            seen: dict[int, TaskHandle[Any]] = {}
-            for _, _, job in self._heap:
-                if job.task.state is _QUEUED:
-                    seen[job.task.id] = job.task
-            return list(seen.values())
+            return still_queued(job.task for _, _, job in self._heap)
 
     # -- shutting down ----------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Refuse new work; queued work still runs."""
-        with self.lock:
-            self._accepting = False
 
     def stop(self) -> None:
         """Refuse new work; the service thread ends once nothing is queued or in flight."""

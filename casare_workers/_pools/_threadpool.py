@@ -47,13 +47,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._config import PoolConfig
-from .._core._state import TaskState
-from .._errors import BlockingCallError, ManagerShutdownError
-from ._pool import TaskCounters
+from .._errors import BlockingCallError
+from ._pool import TaskCounters, still_queued
 from ._statistics import PoolStatistics
-
-# Module-level aliases: looking a member up on the Enum class costs a descriptor call.
-_QUEUED = TaskState.QUEUED
 
 if TYPE_CHECKING:
     from .._core._handle import TaskHandle
@@ -108,7 +104,6 @@ class ThreadPool(TaskCounters):
         self._self_waits = 0  # worker threads blocked in wait() on a task of this pool
         self._nthreads = 0
         self._thread_seq = itertools.count(1)
-        self._accepting = True
         self._closed = False
 
     # -- submitting -------------------------------------------------------------------
@@ -116,12 +111,7 @@ class ThreadPool(TaskCounters):
     def submit(self, task: TaskHandle[Any], priority: int) -> None:
         """Queue ``task`` (already bound to this pool's lock) to run at ``priority``."""
         with self.lock:
-            if not self._accepting:
-                raise ManagerShutdownError(
-                    f"pool {self.name!r} is shut down; create a new WorkerManager to run more work"
-                )
-            task.mark_queued()
-            self.count_submitted()
+            self.register_locked(task)
             queue = self._default if priority == 0 else self._queue_for(priority)
             if not queue:
                 heapq.heappush(self._levels, -priority)
@@ -243,12 +233,7 @@ class ThreadPool(TaskCounters):
     def register(self, task: TaskHandle[Any]) -> None:
         """Count a task that runs on this pool's threads through ``push_items``."""
         with self.lock:
-            if not self._accepting:
-                raise ManagerShutdownError(
-                    f"pool {self.name!r} is shut down; create a new WorkerManager to run more work"
-                )
-            task.mark_queued()
-            self.count_submitted()
+            self.register_locked(task)
 
     def _wake_or_grow(self) -> bool:
         # Called with the lock held; returns True if the caller must start a thread.
@@ -380,18 +365,11 @@ class ThreadPool(TaskCounters):
     def queued_tasks(self) -> list[TaskHandle[Any]]:
         """Return the tasks still waiting in the queue (a snapshot)."""
         with self.lock:
-            seen: dict[int, TaskHandle[Any]] = {}
-            for level in sorted(self._queues, reverse=True):
-                for item in self._queues[level]:
-                    task = item.task
-                    if task.state is _QUEUED:
-                        seen[task.id] = task
-            return list(seen.values())
-
-    def close(self) -> None:
-        """Refuse new work; queued work still runs."""
-        with self.lock:
-            self._accepting = False
+            return still_queued(
+                item.task
+                for level in sorted(self._queues, reverse=True)
+                for item in self._queues[level]
+            )
 
     def stop(self) -> None:
         """Let every thread exit once the queue is empty (idle ones exit now)."""
