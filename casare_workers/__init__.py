@@ -47,7 +47,6 @@ from ._core._context import TaskContext  # noqa: E402
 from ._core._failure import TaskFailure  # noqa: E402
 from ._core._state import TaskState  # noqa: E402
 from ._delegate import ProgressBarDelegate  # noqa: E402
-from ._engine import DeliveryEngine, get_engine  # noqa: E402
 from ._errors import (  # noqa: E402
     AlreadyStartedError,
     BlockingCallError,
@@ -66,7 +65,7 @@ from ._errors import (  # noqa: E402
     UnknownPoolError,
     WorkerCrashedError,
 )
-from ._gc import GuiGarbageCollector, collect_garbage_on_gui_thread  # noqa: E402
+from ._gc import collect_garbage_on_gui_thread  # noqa: E402
 from ._longjob import JobContext, JobStatistics, LongJob  # noqa: E402
 from ._loopthread import LoopThread, LoopThreadOptions  # noqa: E402
 from ._manager import (  # noqa: E402
@@ -99,8 +98,6 @@ __all__ = (
     "CasareWorkersError",
     "ClusterUnavailableError",
     "ConfigurationError",
-    "DeliveryEngine",
-    "GuiGarbageCollector",
     "InitializerError",
     "JobContext",
     "JobStatistics",
@@ -142,7 +139,6 @@ __all__ = (
     "attach_loop",
     "collect_garbage_on_gui_thread",
     "default_manager",
-    "get_engine",
     "open_dialog",
     "run_coroutine_sync",
     "run_in_loop",
@@ -156,3 +152,19 @@ __all__ = (
 for _name in __all__:
     globals()[_name].__module__ = __name__
 del _name
+
+
+def __getattr__(name: str) -> object:
+    """The low-level names that moved to ``casare_workers.lowlevel`` (deprecated here)."""
+    if name in ("DeliveryEngine", "GuiGarbageCollector", "get_engine"):
+        import warnings
+
+        from . import lowlevel
+
+        warnings.warn(
+            f"casare_workers.{name} is deprecated; import it from casare_workers.lowlevel",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(lowlevel, name)
+    raise AttributeError(f"module 'casare_workers' has no attribute {name!r}")

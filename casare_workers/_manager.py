@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, TypeVar, cast, get_args
+from typing import Any, Literal, ParamSpec, TypeVar, cast, get_args, overload
 
 import shiboken6
 from PySide6.QtCore import (
@@ -57,6 +57,7 @@ logger = logging.getLogger("casare_workers")
 
 T = TypeVar("T")
 R = TypeVar("R")
+P = ParamSpec("P")
 
 #: What a new task with the key of one in flight does (``options(key_policy=...)``).
 KeyPolicy = Literal["supersede", "join"]
@@ -149,6 +150,15 @@ class TaskOptions:
         """The owner QObject while it is alive, else None."""
         return self.owner_record.get() if self.owner_record is not None else None
 
+    @overload
+    def submit(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskHandle[T]: ...
+    # Reached when the arguments do not fit P: a function that declares ctx.
+    @overload
+    def submit(  # type: ignore[overload-cannot-match]
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> TaskHandle[T]: ...
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> TaskHandle[T]:
         """Submit ``fn(*args, **kwargs)`` with these options (see ``WorkerManager.submit``).
 
@@ -853,8 +863,22 @@ class WorkerManager(QObject):
 
     # -- submitting --------------------------------------------------------------------
 
+    @overload
+    def submit(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskHandle[T]: ...
+    # Reached when the arguments do not fit P: a function that declares ctx.
+    @overload
+    def submit(  # type: ignore[overload-cannot-match]
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> TaskHandle[T]: ...
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> TaskHandle[T]:
         """Run ``fn(*args, **kwargs)`` on the ``"io"`` pool; return its :class:`TaskHandle`.
+
+        Typed with ``ParamSpec``: the arguments are checked against ``fn`` and the handle
+        carries ``fn``'s return type.  A function that declares ``ctx`` (which the
+        manager passes) falls back to an unchecked form, since a type checker cannot
+        drop one named parameter from a signature.
 
         Use :meth:`options` for another pool, a priority, an owner, a key or a timeout.
         If ``fn`` declares a ``ctx`` parameter it receives a :class:`TaskContext`.

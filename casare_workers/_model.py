@@ -63,7 +63,7 @@ class TaskLike(Protocol):
     def pool(self) -> str | None: ...
 
     @property
-    def progress(self) -> tuple[int, int] | None: ...
+    def progress_value(self) -> tuple[int, int] | None: ...
 
     @property
     def elapsed(self) -> float: ...
@@ -72,7 +72,7 @@ class TaskLike(Protocol):
 
 
 class _JobRow:
-    """A LongJob seen as a :class:`TaskLike` row (its ``progress`` is a Qt signal)."""
+    """A LongJob seen as a :class:`TaskLike` row (it has no ``pool``)."""
 
     __slots__ = ("job",)
     pool = "jobs"
@@ -93,7 +93,7 @@ class _JobRow:
         return self.job.state
 
     @property
-    def progress(self) -> tuple[int, int] | None:
+    def progress_value(self) -> tuple[int, int] | None:
         return self.job.progress_value
 
     @property
@@ -105,7 +105,7 @@ class _JobRow:
         return self.job.elapsed
 
     @property
-    def error(self) -> Any:
+    def failure(self) -> Any:
         return self.job.failure
 
     @property
@@ -281,14 +281,14 @@ class TaskTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return _display(task, column)
         if role == self.ProgressRole:
-            return task.progress
+            return task.progress_value
         if role == self.TaskRole:
             return task.job if isinstance(task, _JobRow) else task
         if role == self.TracebackRole or (
             role == Qt.ItemDataRole.ToolTipRole and column == self.OUTCOME_COLUMN
         ):
-            error = getattr(task, "error", None)
-            return error.traceback if error is not None else None
+            failure = getattr(task, "failure", None)
+            return failure.traceback if failure is not None else None
         if role == Qt.ItemDataRole.ForegroundRole and column == self.STATE_COLUMN:
             return QBrush(QColor(_STATE_COLORS[task.state]))
         if role == Qt.ItemDataRole.TextAlignmentRole and column == self.ELAPSED_COLUMN:
@@ -299,7 +299,7 @@ class TaskTableModel(QAbstractTableModel):
 def _snapshot(task: Any) -> tuple[object, ...]:
     state = task.state
     elapsed = round(task.elapsed, 1) if state is TaskState.RUNNING else None
-    return (state, task.progress, getattr(task, "status_text", None), elapsed)
+    return (state, task.progress_value, getattr(task, "status_text", None), elapsed)
 
 
 def _display(task: Any, column: int) -> str:
@@ -311,7 +311,7 @@ def _display(task: Any, column: int) -> str:
     if column == 2:
         return str(state.value)
     if column == 3:
-        progress = task.progress
+        progress = task.progress_value
         if progress is None:
             return ""
         current, total = progress
@@ -322,8 +322,8 @@ def _display(task: Any, column: int) -> str:
     if state is TaskState.SUCCEEDED:
         return _short.repr(task.result(0))
     if state is TaskState.FAILED:
-        error = getattr(task, "error", None)
-        return str(error) if error is not None else "failed"
+        failure = getattr(task, "failure", None)
+        return str(failure) if failure is not None else "failed"
     if state is TaskState.CANCELLED:
         reason = getattr(task, "cancel_reason", None)
         return "cancelled" if reason in (None, "cancelled") else f"cancelled: {reason}"

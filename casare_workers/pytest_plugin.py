@@ -50,7 +50,7 @@ TEARDOWN_TIMEOUT = 5.0
 
 def assert_gui_thread() -> None:
     """Fail unless called on the GUI (QApplication) thread."""
-    from casare_workers import get_engine
+    from casare_workers.lowlevel import get_engine
 
     assert get_engine().is_gui_thread(), (
         f"expected the GUI thread, running on {threading.current_thread().name}"
@@ -59,7 +59,7 @@ def assert_gui_thread() -> None:
 
 def assert_worker_thread() -> None:
     """Fail if called on the GUI thread."""
-    from casare_workers import get_engine
+    from casare_workers.lowlevel import get_engine
 
     assert not get_engine().is_gui_thread(), "expected a worker thread, running on the GUI thread"
 

@@ -29,7 +29,7 @@ from casare_workers import (
     ManagerStatistics,
     PoolStatistics,
     ProgressBarDelegate,
-    TaskError,
+    TaskFailure,
     TaskTableModel,
     WorkerManager,
     async_slot,
@@ -356,9 +356,11 @@ class DemoWindow(QMainWindow):
     def show_details(self, index: QModelIndex) -> None:
         """Show the traceback (or outcome) of a row in a non-modal dialog."""
         task: Any = self.model.task_at(index.row())
-        error: TaskError | None = getattr(task, "error", None)
+        failure: TaskFailure | None = getattr(task, "failure", None)
         text = (
-            error.traceback if error is not None else str(self.model.index(index.row(), 5).data())
+            failure.traceback
+            if failure is not None
+            else str(self.model.index(index.row(), 5).data())
         )
         dialog = QDialog(self)
         dialog.setObjectName("details")

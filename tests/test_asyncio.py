@@ -35,13 +35,13 @@ from casare_workers import (
     async_slot,
     asyncify,
     attach_loop,
-    get_engine,
     open_dialog,
     run_coroutine_sync,
     run_in_loop,
     wait_signal,
 )
 from casare_workers import _asyncio as bridge
+from casare_workers.lowlevel import get_engine
 from casare_workers.pytest_plugin import AsyncRunner, assert_gui_thread, assert_worker_thread
 from tests.conftest import Gate
 

@@ -168,7 +168,7 @@ def test_dask_map_chunks_and_keeps_order(
     handle = manager.options(pool="dask").map(tasks.square, range(500))
     assert wait_for_handle(handle, WAIT) == [x * x for x in range(500)]
     assert handle.chunks == 2 * 4
-    assert handle.progress == (500, 500)
+    assert handle.progress_value == (500, 500)
 
 
 # -- threads cluster: cancellation, clients, limits -----------------------------------

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from casare_workers import TaskContext, WorkerManager, get_engine
+from casare_workers import TaskContext, WorkerManager
+from casare_workers.lowlevel import get_engine
 from casare_workers.pytest_plugin import wait_for_handle
 
 
@@ -77,7 +78,7 @@ def test_progress_values_must_be_integers(manager: WorkerManager) -> None:
 
     handle = manager.submit(floats)
     wait_for_handle(handle)
-    assert handle.progress == (1, 2)
+    assert handle.progress_value == (1, 2)
 
 
 def test_call_in_gui_thread_passes_exceptions_through(manager: WorkerManager) -> None:

@@ -13,10 +13,10 @@ from PySide6.QtCore import QObject, Qt
 
 from casare_workers import (
     ConfigurationError,
-    GuiGarbageCollector,
     WorkerManager,
     collect_garbage_on_gui_thread,
 )
+from casare_workers.lowlevel import GuiGarbageCollector
 from casare_workers.pytest_plugin import wait_for_handle
 
 

@@ -129,4 +129,4 @@ def test_decorated_ctx_function_runs_on_a_process_pool(qapp: Any) -> None:
     with WorkerManager(pools={"proc": PoolConfig(1, kind="process")}) as manager:
         handle = manager.options(pool="proc").submit(proc_tasks.decorated_count_to, 3)
         assert wait_for_handle(handle, proc_tasks.WAIT) == 3
-        assert handle.progress == (3, 3)
+        assert handle.progress_value == (3, 3)

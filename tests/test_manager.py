@@ -119,7 +119,7 @@ def test_passing_ctx_yourself_is_rejected(manager: WorkerManager) -> None:
 
 def test_submit_rejects_non_callable(manager: WorkerManager) -> None:
     with pytest.raises(TypeError, match=r"submit\(\) expects a callable.*got 3 \(int\)"):
-        manager.submit(3)  # type: ignore[arg-type]
+        manager.submit(3)  # type: ignore[call-overload]
 
 
 def test_unknown_pool_names_the_pools_there_are(manager: WorkerManager) -> None:

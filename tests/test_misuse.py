@@ -80,7 +80,7 @@ class Misuse:
 MISUSES: dict[str, Misuse] = {
     # -- what to run ------------------------------------------------------------------
     "submit a non-callable": Misuse(
-        lambda m: m.submit("report.pdf"),  # type: ignore[arg-type]
+        lambda m: m.submit("report.pdf"),  # type: ignore[call-overload]
         TypeError,
         ("expects a callable", "'report.pdf'", "submit(fn, *args, **kwargs)"),
     ),

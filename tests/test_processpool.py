@@ -175,7 +175,7 @@ def test_process_ctx_progress_and_status_are_coalesced(mgr: WorkerManager) -> No
 def test_process_progress_callback_style_is_supported(mgr: WorkerManager) -> None:
     handle = mgr.options(pool="proc").submit(tasks.tutorial_style)
     assert wait_for_handle(handle, WAIT) == "ok"
-    assert handle.progress == (50, 100)
+    assert handle.progress_value == (50, 100)
 
 
 def test_process_map_chunks_automatically_and_keeps_order(mgr: WorkerManager) -> None:
@@ -183,7 +183,7 @@ def test_process_map_chunks_automatically_and_keeps_order(mgr: WorkerManager) ->
     handle = mgr.options(pool="proc").map(tasks.square, range(2000))
     assert wait_for_handle(handle, WAIT) == [x * x for x in range(2000)]
     assert handle.chunks == 2 * 4  # CHUNKS_PER_WORKER per worker, not 2000 round trips
-    assert handle.progress == (2000, 2000)
+    assert handle.progress_value == (2000, 2000)
     after = stats(mgr)
     assert after.submitted - before.submitted == after.succeeded - before.succeeded == 1
 
@@ -212,7 +212,7 @@ def test_process_map_spreads_over_the_workers(
     parked = mgr.options(pool="proc").submit(tasks.wait_for_file, str(gate))
     parked_pid = pid_from_status(qtbot, parked)
     handle = mgr.options(pool="proc").map(tasks.pid_of, range(4), chunksize=1)
-    qtbot.waitUntil(lambda: (handle.progress or (0, 0))[0] >= 1, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: (handle.progress_value or (0, 0))[0] >= 1, timeout=WAIT_MS)
     gate.touch()
     pids = wait_for_handle(handle, WAIT)
     assert wait_for_handle(parked, WAIT) == parked_pid

@@ -32,3 +32,54 @@ def test_private_modules_declare_all() -> None:
                 continue
             raise
         assert isinstance(getattr(module, "__all__", None), tuple), info.name
+
+
+def test_low_level_names_moved_to_lowlevel_with_a_deprecated_alias() -> None:
+    import pytest
+
+    from casare_workers import lowlevel
+
+    for name in ("DeliveryEngine", "GuiGarbageCollector", "get_engine"):
+        assert name not in casare_workers.__all__
+        with pytest.warns(DeprecationWarning, match="casare_workers.lowlevel"):
+            assert getattr(casare_workers, name) is getattr(lowlevel, name)
+
+
+def test_renamed_names_keep_their_old_spelling_as_aliases(qapp: object) -> None:
+    import pytest
+
+    from casare_workers import TaskError, TaskFailure, WorkerManager
+    from casare_workers.pytest_plugin import wait_for_handle
+
+    assert TaskError is TaskFailure
+    with WorkerManager() as manager:
+        handle = manager.submit(int, "x")
+        with pytest.raises(ValueError, match="invalid literal"):
+            wait_for_handle(handle)
+        assert handle.failure is not None
+        with pytest.warns(DeprecationWarning, match="TaskHandle.failure"):
+            assert handle.error is not None
+        assert handle.progress_value is None
+        with pytest.warns(DeprecationWarning, match="TaskHandle.progress_value"):
+            assert handle.progress is None
+
+
+def test_submit_is_typed_with_the_function_it_runs(qapp: object) -> None:
+    from typing import assert_type
+
+    from casare_workers import TaskContext, TaskHandle, WorkerManager
+    from casare_workers.pytest_plugin import wait_for_handle
+
+    def length(text: str) -> int:
+        return len(text)
+
+    def with_ctx(text: str, ctx: TaskContext) -> bytes:
+        return text.encode()
+
+    with WorkerManager() as manager:
+        handle = manager.submit(length, "abc")
+        assert_type(handle, TaskHandle[int])  # checked by mypy over the tests
+        other = manager.submit(with_ctx, "ab")  # ctx passed by the manager: allowed
+        assert_type(other, TaskHandle[bytes])
+        assert wait_for_handle(handle) == 3
+        assert wait_for_handle(other) == b"ab"

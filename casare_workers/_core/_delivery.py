@@ -210,6 +210,8 @@ class Delivery(Execution[T]):
                     report_callback_exception(f"a continuation of task {self.name!r}", exc)
 
     def _release_on_gui_thread(self) -> None:
+        if self._fn is not None and self._name is None:
+            self._name = self._default_name()
         self._fn = self._args = self._kwargs = None
 
     def _observed(self, sig: WorkerSignals | None, callbacks: list[Continuation] | None) -> bool:

@@ -30,7 +30,7 @@ from PySide6.QtCore import QObject
 
 from .._errors import TaskCancelledError, TaskTimeoutError
 from .._introspect import PLAIN, WANTS_CTX
-from ._call import Call, hand_over_to_gui, holds_qobject
+from ._call import Call, hand_over_to_gui, holds_qobject, name_of
 from ._context import ProgressCallback, TaskContext
 from ._outcome import Outcome
 from ._state import TaskState
@@ -260,4 +260,10 @@ class Execution(Outcome[T]):
         be dropped on a worker thread.
         """
         if not holds_qobject(self._fn, self._args, self._kwargs):
+            if self._name is None:  # the default name comes from the function
+                self._name = name_of(self._fn)
             self._fn = self._args = self._kwargs = None
+
+    def _default_name(self) -> str:
+        fn = self._fn
+        return name_of(fn) if fn is not None else self._kind

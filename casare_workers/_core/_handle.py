@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import threading
+import warnings
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,7 +29,6 @@ from PySide6.QtCore import QObject
 from .._errors import AlreadyStartedError, BlockingCallError
 from .._introspect import call_mode
 from .._signals import WorkerSignals
-from ._call import name_of
 from ._delivery import Continuation, Delivery, check_context
 from ._failure import TaskFailure
 from ._outcome import Outcome, reject_callbacks
@@ -46,6 +46,12 @@ __all__ = ("TaskHandle",)
 T = TypeVar("T")
 
 _ids = itertools.count(1)
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=3)
+
+
 # Used by tasks that do not belong to a pool (a Worker handed to a foreign QThreadPool).
 _loose_lock = threading.Lock()
 
@@ -80,7 +86,9 @@ class TaskHandle(Delivery[T]):
         signals: WorkerSignals | None = None,
         mode: int | None = None,
     ) -> None:
-        Outcome.__init__(self, next(_ids), name if name is not None else name_of(fn), _loose_lock)
+        # The name is computed when first read (most tasks never are): name_of costs
+        # as much as the rest of this constructor.
+        Outcome.__init__(self, next(_ids), name, _loose_lock)
         self._fn: Callable[..., T] | None = fn
         self._args: tuple[Any, ...] | None = args
         self._kwargs: dict[str, Any] | None = kwargs
@@ -195,8 +203,17 @@ class TaskHandle(Delivery[T]):
         return self._timeout
 
     @property
+    def progress_value(self) -> tuple[int, int] | None:
+        """The latest ``(current, total)`` the function reported, or None before any.
+
+        The same word as ``LongJob.progress_value`` (``signals.progress`` is the signal).
+        """
+        return self._progress
+
+    @property
     def progress(self) -> tuple[int, int] | None:
-        """The latest ``(current, total)`` the function reported, or None."""
+        """Deprecated alias of :attr:`progress_value`."""
+        _deprecated("TaskHandle.progress", "TaskHandle.progress_value")
         return self._progress
 
     @property
@@ -205,12 +222,18 @@ class TaskHandle(Delivery[T]):
         return self._status
 
     @property
-    def error(self) -> TaskFailure | None:
-        """The :class:`TaskFailure` of a failed task, else None."""
+    def failure(self) -> TaskFailure | None:
+        """The :class:`TaskFailure` of a failed task, else None (as ``LongJob.failure``)."""
         if self._state is _FAILED and self._exc is not None:
             self._retrieved()
             return TaskFailure.from_exception(self._exc, self.id, self.name)
         return None
+
+    @property
+    def error(self) -> TaskFailure | None:
+        """Deprecated alias of :attr:`failure`."""
+        _deprecated("TaskHandle.error", "TaskHandle.failure")
+        return self.failure
 
     def delivered(self) -> bool:
         """True once the outcome reached the GUI thread: signals emitted, continuations run.

@@ -63,6 +63,7 @@ class Outcome(Generic[T]):
         "_finished",
         "_future",
         "_lock",
+        "_name",
         "_started_at",
         "_state",
         "_unretrieved",
@@ -70,15 +71,14 @@ class Outcome(Generic[T]):
         "_waited",
         "cancel_reason",
         "id",
-        "name",
     )
 
     #: What the object calls itself in messages ("task", "long job").
     _kind = "task"
 
-    def __init__(self, id: int, name: str, lock: threading.Lock) -> None:
+    def __init__(self, id: int, name: str | None, lock: threading.Lock) -> None:
         self.id = id
-        self.name = name
+        self._name = name
         self.cancel_reason: str | None = None
         self._lock = lock
         self._state = _PENDING
@@ -96,6 +96,22 @@ class Outcome(Generic[T]):
         self._ended_at = 0.0
 
     # -- reading ------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """A display name (by default the function's qualified name)."""
+        name = self._name
+        if name is None:
+            name = self._name = self._default_name()
+        return name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
+
+    def _default_name(self) -> str:
+        """The name when none was given (computed on first use; subclasses say how)."""
+        return self._kind
 
     @property
     def state(self) -> TaskState:

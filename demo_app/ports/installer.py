@@ -47,7 +47,7 @@ from PySide6.QtWidgets import (
 from casare_workers import (
     ProcessResult,
     SubprocessJob,
-    TaskError,
+    TaskFailure,
     WorkerManager,
     run_process,
 )
@@ -175,7 +175,7 @@ class Installer(QObject):
     def _on_result(self, result: ProcessResult) -> None:
         self.done.emit(*outcome_of(result))
 
-    def _on_error(self, error: TaskError) -> None:
+    def _on_error(self, error: TaskFailure) -> None:
         self.done.emit(False, str(error.exception))  # the app showed the exception's text
 
     def _on_cancelled(self) -> None:

@@ -54,7 +54,7 @@ from casare_workers import (
     JobContext,
     LongJob,
     TaskCancelledError,
-    TaskError,
+    TaskFailure,
     WorkerManager,
 )
 
@@ -139,7 +139,7 @@ class MigrationJob(LongJob[MigrationResult]):
     """Runs a :class:`MigrationUseCase` step by step on the job's own event loop.
 
     Signals are the LongJob's: ``progress(done, total)`` per step, ``status(step name)``,
-    ``result(MigrationResult)``, ``error(TaskError)`` for exceptions, ``cancelled()``.
+    ``result(MigrationResult)``, ``error(TaskFailure)`` for exceptions, ``cancelled()``.
 
     Example:
         >>> job = MigrationJob(use_case, "legacy", "v2", owner=dialog)  # doctest: +SKIP
@@ -303,7 +303,7 @@ class MigrationDialog(QDialog):
         self._args = (use_case, source, target, dry_run)
         self._manager = manager
         self.job: MigrationJob | None = None
-        self.outcome: MigrationResult | TaskError | None = None
+        self.outcome: MigrationResult | TaskFailure | None = None
         layout = QVBoxLayout(self)
         self.bar = QProgressBar(self)
         self.step_label = QLabel("ready", self)
@@ -364,7 +364,7 @@ class MigrationDialog(QDialog):
         self.step_label.setText(text)
         self.button.setText("Close")
 
-    def _on_error(self, error: TaskError) -> None:
+    def _on_error(self, error: TaskFailure) -> None:
         self.outcome = error
         self.step_label.setText(f"Error: {error}")
         self.button.setText("Close")
