@@ -6,11 +6,9 @@ Layers, bottom up (one private module each):
 * ``_engine``     the delivery engine: batches results and coalesced progress onto the
                   GUI thread within a time budget
 * ``_task``       TaskHandle / TaskContext / TaskError: one task's state machine
-* ``_threadpool`` bounded daemon-thread pools with priorities
-* ``_processpool`` worker processes that survive crashes (``_processworker`` runs inside
-                  them; ``_remote`` holds what process and Dask pools share)
-* ``_daskpool``   a pool on a Dask cluster (optional: ``casare_workers[dask]``)
-* ``_map``        chunked ``map`` over a pool
+* ``_pools/``     the pools (see its ``__init__``): bounded daemon-thread pools with
+                  priorities, worker processes that survive crashes, a Dask cluster
+                  (optional: ``casare_workers[dask]``), chunked ``map`` over any of them
 * ``_worker``     Worker (a QRunnable) + WorkerSignals, the pattern PySide users know
 * ``_progress``   to_percent: (current, total) progress for one-argument slots
 * ``_jobs``       work with a thread of its own: LongJob (a QThread for long work that
@@ -83,15 +81,15 @@ from ._manager import (  # noqa: E402
     default_manager,
     set_default_manager,
 )
-from ._map import MapHandle  # noqa: E402
 from ._model import TaskTableModel  # noqa: E402
+from ._pools._map import MapHandle  # noqa: E402
 from ._progress import to_percent  # noqa: E402
 from ._signals import SignalPort, WorkerSignals  # noqa: E402
 
 #: The old name of :class:`TaskFailure` (a record, not an exception); kept as an alias.
 TaskError = TaskFailure
 from ._core._handle import TaskHandle  # noqa: E402
-from ._threadpool import PoolStatistics  # noqa: E402
+from ._pools._statistics import PoolStatistics  # noqa: E402
 from ._worker import Worker  # noqa: E402
 
 __version__ = "0.1.0"

@@ -14,10 +14,11 @@ Precedence: a size passed in code wins; otherwise the environment variable; othe
 the default.  Extra pools are added in code (``WorkerManager(pools={"db": 3})``); a
 size given for an existing pool keeps that pool's kind.
 
-Kinds: ``"thread"`` (daemon threads, ``_threadpool``), ``"process"`` (worker processes
-that survive crashes, ``_processpool``; the seed note's pool for OCR, image comparison
-and PDF parsing) and ``"dask"`` (a Dask cluster, ``_daskpool``; needs the
-``casare_workers[dask]`` extra).  ``_pool.build_pool`` maps a kind to its class.
+Kinds: ``"thread"`` (daemon threads, ``_pools._threadpool``), ``"process"`` (worker
+processes that survive crashes, ``_pools._processpool``; the seed note's pool for OCR,
+image comparison and PDF parsing) and ``"dask"`` (a Dask cluster, ``_pools._daskpool``;
+needs the ``casare_workers[dask]`` extra).  ``_pools._pool.build_pool`` maps a kind to
+its class.
 """
 
 from __future__ import annotations

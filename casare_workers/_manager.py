@@ -35,10 +35,10 @@ from ._errors import (
     UnknownPoolError,
 )
 from ._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK, call_mode, positional_slot
-from ._map import MapHandle
 from ._owners import OwnerRecord, check_owner
-from ._pool import Pool, build_pool
-from ._threadpool import PoolStatistics
+from ._pools._map import MapHandle
+from ._pools._pool import Pool, build_pool
+from ._pools._statistics import PoolStatistics
 from ._validation import check_priority, check_seconds
 from ._watchdog import Watchdog
 from ._worker import Worker

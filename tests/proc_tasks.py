@@ -171,10 +171,10 @@ def return_pickles(exc_type: type[BaseException] | None) -> Pickles:
 def gated_initialize(gate_dir: str, *args: Any) -> None:
     """Stand in for the worker's initializer: say it is starting, wait for "go", go on.
 
-    Installed by a test in place of ``casare_workers._processworker.initialize``, so the
+    Installed by a test in place of ``casare_workers._pools._processworker.initialize``, so the
     worker process's start-up lasts exactly as long as the test wants.
     """
-    from casare_workers import _processworker
+    from casare_workers._pools import _processworker
 
     with open(os.path.join(gate_dir, f"starting-{os.getpid()}"), "w"):
         pass

@@ -24,6 +24,7 @@ from pytestqt.qtbot import QtBot
 from casare_workers import (
     ClusterUnavailableError,
     ConfigurationError,
+    ManagerShutdownError,
     PoolConfig,
     SerializationError,
     TaskError,
@@ -210,6 +211,41 @@ def test_dask_timeout_fails_the_task_and_cancels_it_remotely(
     assert observed.wait(WAIT)
 
 
+def test_dask_service_thread_failure_ends_every_task_and_refuses_new_work(
+    make_manager: Callable[..., WorkerManager],
+    threads_cluster: Any,
+    qtbot: QtBot,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Fault injection: a bug in the service thread must not leave tasks waiting for ever."""
+    from casare_workers._pools._daskpool import DaskPool
+
+    observed = tasks.seen["cancel_observed"]
+    observed.clear()
+    manager = make_manager(1, address=threads_cluster.scheduler_address)
+    pool = manager._core.pools["dask"]
+    assert isinstance(pool, DaskPool)
+    opts = manager.options(pool="dask")
+    running = opts.submit(tasks.wait_for_cancel)
+    qtbot.waitUntil(lambda: running.status_text == "waiting", timeout=WAIT_MS)
+    queued = opts.submit(tasks.square, 3)
+
+    def broken() -> None:
+        raise RuntimeError("a bug in the service thread")
+
+    monkeypatch.setattr(pool, "_dispatch", broken)
+    pool._wake()
+    for handle in (running, queued):
+        with pytest.raises(ClusterUnavailableError, match="service thread failed") as info:
+            wait_for_handle(handle, WAIT)
+        assert isinstance(info.value.__cause__, RuntimeError)
+    with pytest.raises(ManagerShutdownError, match="stopped working after an internal error"):
+        opts.submit(tasks.square, 4)
+    assert observed.wait(WAIT)  # the task on the cluster was told to stop
+    assert "the service thread failed" in caplog.text
+
+
 def test_dask_pool_uses_an_existing_client_and_leaves_it_open(
     make_manager: Callable[..., WorkerManager], threads_cluster: Any
 ) -> None:
@@ -381,7 +417,7 @@ def test_dask_cluster_closed_during_shutdown(
 
 def test_dask_worker_side_needs_no_casare_workers(tmp_path: Path) -> None:
     """The code shipped to workers runs where casare_workers (and Qt) cannot be imported."""
-    from casare_workers import _daskpool, _daskworker
+    from casare_workers._pools import _daskpool, _daskworker
 
     cloudpickle = _daskpool.cloudpickle
 

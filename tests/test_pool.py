@@ -5,9 +5,9 @@ from typing import Any
 import pytest
 
 from casare_workers import ConfigurationError, PoolConfig, WorkerManager
-from casare_workers._pool import POOL_FACTORIES, build_pool
-from casare_workers._processpool import ProcessPool
-from casare_workers._threadpool import ThreadPool
+from casare_workers._pools._pool import POOL_FACTORIES, build_pool
+from casare_workers._pools._processpool import ProcessPool
+from casare_workers._pools._threadpool import ThreadPool
 
 
 def test_build_pool_maps_each_kind_to_its_backend() -> None:

@@ -38,11 +38,11 @@ from casare_workers import (
     Worker,
     WorkerCrashedError,
     WorkerManager,
-    _processworker,
 )
-from casare_workers._processpool import ProcessPool, size_for_memory
-from casare_workers._processworker import NICENESS
-from casare_workers._remote import RemoteTraceback
+from casare_workers._pools import _processworker
+from casare_workers._pools._pickling import RemoteTraceback
+from casare_workers._pools._processpool import ProcessPool, size_for_memory
+from casare_workers._pools._processworker import NICENESS
 from casare_workers.pytest_plugin import AsyncRunner, assert_gui_thread, wait_for_handle
 from tests import proc_tasks as tasks
 from tests.processes import pid_alive, wait_dead
@@ -629,7 +629,7 @@ def test_process_worker_killed_while_starting_up_is_replaced_then_given_up(
     make_manager: Callable[..., WorkerManager], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_processworker, "initialize", tasks.killed_initialize)
-    monkeypatch.setattr("casare_workers._processpool.MAX_START_KILLS", 2)
+    monkeypatch.setattr("casare_workers._pools._processresults.MAX_START_KILLS", 2)
     manager = make_manager(1)
     handle = manager.options(pool="proc").submit(tasks.square, 2)
     with pytest.raises(WorkerCrashedError, match="2 worker processes in a row died by a signal"):
@@ -643,7 +643,7 @@ def test_process_worker_that_never_finishes_starting_up_is_killed(
     monkeypatch.setattr(
         _processworker, "initialize", functools.partial(tasks.gated_initialize, str(tmp_path))
     )
-    monkeypatch.setattr("casare_workers._processpool.START_TIMEOUT", 0.5)
+    monkeypatch.setattr("casare_workers._pools._processresults.START_TIMEOUT", 0.5)
     manager = make_manager(1)
     handle = manager.options(pool="proc").submit(tasks.square, 2)
     with pytest.raises(WorkerCrashedError, match=r"had not started after 0\.5 s"):
@@ -832,7 +832,7 @@ def test_size_for_memory_follows_the_seed_rule() -> None:
 
 
 def test_memory_per_worker_caps_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("casare_workers._processpool.available_memory", lambda: 3 * 2**30)
+    monkeypatch.setattr("casare_workers._pools._processpool.available_memory", lambda: 3 * 2**30)
     pool = ProcessPool("p", PoolConfig(8, kind="process", memory_per_worker=2**30))
     assert pool.max_workers == 2
 

@@ -45,7 +45,7 @@ from casare_workers import (
     WorkerCrashedError,
     WorkerManager,
 )
-from casare_workers._processpool import ProcessPool
+from casare_workers._pools._processpool import ProcessPool
 from casare_workers.pytest_plugin import wait_for_handle
 from tests import reliability_tasks
 from tests.processes import pid_alive, wait_dead

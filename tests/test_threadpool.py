@@ -15,7 +15,7 @@ from casare_workers import (
     TaskState,
     WorkerManager,
 )
-from casare_workers._threadpool import ThreadPool
+from casare_workers._pools._threadpool import ThreadPool
 from casare_workers.pytest_plugin import wait_for_handle
 
 

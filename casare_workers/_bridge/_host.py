@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .._core._handle import TaskHandle
     from .._engine import DeliveryEngine
     from .._manager import TaskOptions, WorkerManager
-    from .._pool import Pool
+    from .._pools._pool import Pool
 
 __all__ = ("ExecutorHost", "host_of")
 

@@ -1,4 +1,4 @@
-"""What runs on a Dask worker for a :class:`~casare_workers._daskpool.DaskPool` task.
+"""What runs on a Dask worker for a :class:`~casare_workers._pools._daskpool.DaskPool` task.
 
 This module is shipped *by value* (``cloudpickle.register_pickle_by_value``): the
 cluster's workers need Dask, and the task's own module, but neither casare_workers
@@ -16,14 +16,23 @@ with the result, so the GUI always ends on the last value.
 Cancellation travels as a ``distributed.Event`` named after the task: ``ctx.wait``
 blocks on it (waking at once), ``ctx.cancelled`` asks the scheduler at most every
 :data:`CANCEL_POLL` seconds (each check is a network round trip).
+
+:class:`DaskContext` keeps the one context contract (``tests/test_context_contract.py``):
+the same public methods as ``casare_workers.TaskContext``, with the same meaning.  Its
+``raise_if_cancelled`` raises ``casare_workers.TaskCancelledError`` whenever the worker
+has casare_workers loaded, which is the case whenever the task's own code can name
+that class; otherwise (a cluster without casare_workers) its base,
+``concurrent.futures.CancelledError``, which is what such code can catch.
 """
 
 from __future__ import annotations
 
 import importlib
 import pickle
+import sys
 import threading
 import time
+from concurrent.futures import CancelledError
 from typing import Any
 
 __all__ = ("CANCEL_POLL", "EVENT_INTERVAL", "DaskContext", "run", "run_chunk", "run_plain")
@@ -136,11 +145,9 @@ class DaskContext:
         return self._cancelled
 
     def raise_if_cancelled(self) -> None:
-        """Raise ``concurrent.futures.CancelledError`` if :attr:`cancelled`."""
+        """Raise ``TaskCancelledError`` if :attr:`cancelled` (see the module docstring)."""
         if self.cancelled:
-            from concurrent.futures import CancelledError
-
-            raise CancelledError(f"task {self._name!r} was cancelled")
+            raise _cancelled_error_class()(f"task {self._name!r} was cancelled")
 
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds, waking at once on cancellation.
@@ -150,6 +157,7 @@ class DaskContext:
         """
         if self.cancelled:
             return True
+        timeout = max(0.0, timeout)  # a deadline already passed: False at once, as on a thread
         if self._worker is None:
             time.sleep(timeout)
             return False
@@ -168,6 +176,15 @@ class DaskContext:
     def name(self) -> str:
         """The name of the task."""
         return self._name
+
+
+def _cancelled_error_class() -> type[BaseException]:
+    # Looked up, never imported: importing casare_workers would import Qt.
+    errors = sys.modules.get("casare_workers._errors")
+    found = getattr(errors, "TaskCancelledError", None)
+    if isinstance(found, type) and issubclass(found, CancelledError):
+        return found
+    return CancelledError
 
 
 def _distributed() -> Any:

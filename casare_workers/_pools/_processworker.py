@@ -1,4 +1,4 @@
-"""What runs inside each worker process of a :class:`~casare_workers._processpool.ProcessPool`.
+"""What runs inside each worker process of a process pool (``_processpool.ProcessPool``).
 
 Each worker process is the single process of its own ``ProcessPoolExecutor`` and runs
 one call at a time (the next one may already wait in its pipe).  Besides the
@@ -45,11 +45,11 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from ._core._context import ProgressCallback as _ProgressCallback
-from ._core._context import TaskContext
-from ._core._context import coerce_progress as _coerce_progress
-from ._errors import SerializationError, TaskCancelledError, describe_exception
-from ._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK
+from .._core._context import ProgressCallback as _ProgressCallback
+from .._core._context import TaskContext
+from .._core._context import coerce_progress as _coerce_progress
+from .._errors import SerializationError, TaskCancelledError, describe_exception
+from .._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK
 
 __all__ = (
     "NICENESS",

@@ -1,12 +1,9 @@
-"""What the pools that run work outside this process share (process and Dask pools).
+"""Work and outcomes that cross a process boundary (process and Dask pools).
 
 * :func:`dumps_checked` pickles a task's function and arguments on the submitting thread,
   so that work that cannot travel is refused by ``submit`` with an error naming the
-  culprit, never as a hang or a crash later;
-* :func:`start_task` is the QUEUED -> RUNNING step a thread does in
-  ``TaskHandle.execute`` (``TaskHandle.begin``: state, counters, ``started``, timeout);
-* :func:`apply_progress` feeds progress that arrived from elsewhere into the delivery
-  engine's coalescing, exactly as ``TaskContext.progress`` does on a thread;
+  culprit, never as a hang or a crash later; :func:`dump_items` does the same for one
+  chunk of a ``map``'s items, naming the item;
 * :class:`RemoteTraceback` carries the traceback text of an exception raised elsewhere
   (attached as ``__cause__``, as ``concurrent.futures`` does, so the exception itself
   is the user's own, unchanged).
@@ -16,26 +13,18 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._core._state import TaskState
-from ._errors import SerializationError, describe_exception
-
-if TYPE_CHECKING:
-    from ._core._handle import TaskHandle
-    from ._pool import Pool
+from .._errors import SerializationError, describe_exception
 
 __all__ = (
     "RemoteTraceback",
-    "apply_progress",
     "attach_remote_traceback",
     "describe",
     "dump_items",
     "dumps_checked",
-    "start_task",
+    "pickle_dumps",
 )
-
-_QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
 
 
 class RemoteTraceback(Exception):
@@ -103,7 +92,7 @@ def dumps_checked(
             function, the positional argument (by index) or the keyword argument, and
             says what to do instead.
     """
-    dump = dumps or _dumps
+    dump = dumps or pickle_dumps
     try:
         return dump((fn, args, kwargs))
     except Exception as exc:
@@ -122,7 +111,8 @@ def dumps_checked(
         ) from cause
 
 
-def _dumps(obj: object) -> bytes:
+def pickle_dumps(obj: object) -> bytes:
+    """``pickle.dumps`` with the highest protocol (what a process pool sends)."""
     return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
 
 
@@ -135,7 +125,7 @@ def dump_items(
     where: str = "a worker process",
 ) -> bytes:
     """Pickle one chunk of a ``map``'s items; raise naming the item that cannot be."""
-    dump = dumps or _dumps
+    dump = dumps or pickle_dumps
     part = items[start : start + size]
     try:
         return dump(part)
@@ -150,28 +140,3 @@ def dump_items(
                     "pass data that pickles (paths, bytes, numbers, plain containers) instead"
                 ) from exc
         raise
-
-
-def start_task(task: TaskHandle[Any], pool: Pool, *, watch: bool = True) -> bool:
-    """Move a queued task to RUNNING as a worker thread would; False if it must not run.
-
-    A task that was cancelled meanwhile is left alone; one whose owner died is cancelled.
-    Runs on the pool's dispatching thread, without the pool's lock held.  With
-    ``watch=False`` the pool starts the timeout itself (``task.watch_timeout()``) once
-    the function can really start (a process pool: when its worker process is up).
-    """
-    return task.begin(watch=watch)
-
-
-def apply_progress(
-    task: TaskHandle[Any], progress: tuple[int, int] | None, status: str | None
-) -> None:
-    """Record progress that arrived from elsewhere; the engine delivers it within a frame.
-
-    Runs on whichever thread received it (any thread).  Latest value wins, exactly as
-    ``TaskContext.progress`` on a thread.
-    """
-    if progress is not None:
-        task.report_progress(*progress)
-    if status is not None:
-        task.report_status(status)

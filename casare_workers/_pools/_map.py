@@ -1,6 +1,6 @@
 """``map``: one task over many items, chunked automatically, results in order.
 
-The seed note's rule is that pools do not pay for sub-millisecond tasks.  So ``map``
+Pools must not pay a task's overhead per item for sub-millisecond work.  So ``map``
 does not create one task per item: it queues up to ``max_workers`` *runners* that claim
 chunks of indices from a shared cursor.  The first chunk is one item; each runner then
 sizes its next chunk so that it takes about :data:`TARGET_CHUNK_SECONDS`, growing at most
@@ -26,19 +26,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from PySide6.QtCore import QObject
 
-from ._core._handle import TaskHandle
-from ._core._state import TaskState
-from ._engine import DeliveryEngine
-from ._report import report_callback_exception
+from .._core._handle import TaskHandle
+from .._core._state import TaskState
+from .._engine import DeliveryEngine
+from .._report import report_callback_exception
 
-if TYPE_CHECKING:
-    from ._threadpool import ThreadPool
-
-__all__ = ("MapHandle",)
+__all__ = ("MapHandle", "MapRunner")
 
 R = TypeVar("R")
 
@@ -46,11 +43,10 @@ R = TypeVar("R")
 #: long enough that per-chunk costs (locking, progress) vanish.
 TARGET_CHUNK_SECONDS = 0.002
 
-_QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
-_SUCCEEDED, _FAILED = TaskState.SUCCEEDED, TaskState.FAILED
+_RUNNING = TaskState.RUNNING
 
 
-class _Runner:
+class MapRunner:
     """One pool item of a map; several run the same map concurrently."""
 
     __slots__ = ("_task",)
@@ -134,7 +130,7 @@ class MapHandle(TaskHandle[list[R]]):
         ``asyncio.CancelledError``.  Cancelling the iterating coroutine cancels the map.
         """
         # The bridge builds on the core, not the other way round: imported on use.
-        from ._bridge._mapiter import iterate_map
+        from .._bridge._mapiter import iterate_map
 
         return iterate_map(self)
 
@@ -153,13 +149,17 @@ class MapHandle(TaskHandle[list[R]]):
         self._items = None
         super()._release_on_gui_thread()
 
-    def _launch(self, pool: ThreadPool) -> None:
-        """Queue the runners (the task is already registered with ``pool``)."""
+    def runners(self, threads: int) -> list[MapRunner]:
+        """The pool items that run this map on up to ``threads`` threads at once.
+
+        For a thread pool, once it has queued the map (``mark_queued``): it queues the
+        runners it gets.  A map of no items ends here, with ``[]``, and gets none.
+        """
         if self._n == 0:
             self.succeed([])
-            return
-        self._runners = max(1, min(pool.max_workers, self._n))
-        pool.push_items([_Runner(self) for _ in range(self._runners)], self._priority)
+            return []
+        self._runners = max(1, min(threads, self._n))
+        return [MapRunner(self) for _ in range(self._runners)]
 
     def execute(self) -> None:  # pragma: no cover - a map is run by its runners
         self._run_in_context()

@@ -43,23 +43,19 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._config import PoolConfig
-from ._core._state import TaskState
-from ._errors import BlockingCallError, ManagerShutdownError
-from ._pool import TaskCounters
-
-# Module-level aliases: looking a member up on the Enum class costs a descriptor call.
-_QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
-_SUCCEEDED, _FAILED = TaskState.SUCCEEDED, TaskState.FAILED
+from .._config import PoolConfig
+from .._errors import BlockingCallError
+from ._pool import TaskCounters, still_queued
+from ._statistics import PoolStatistics
 
 if TYPE_CHECKING:
-    from ._core._handle import TaskHandle
+    from .._core._handle import TaskHandle
     from ._map import MapHandle
 
-__all__ = ("INJECT_DELAY", "PoolStatistics", "ThreadPool")
+__all__ = ("INJECT_DELAY", "PoolItem", "ThreadPool")
 
 #: Seconds queued work may see no progress before the monitor adds a thread.
 INJECT_DELAY = 0.001
@@ -74,52 +70,6 @@ class PoolItem(Protocol):
 
     @property
     def task(self) -> TaskHandle[Any]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStatistics:
-    """A consistent snapshot of one pool's counters.
-
-    ``submitted == queued + running + succeeded + failed + cancelled`` always holds.
-
-    Attributes:
-        name: The pool's name.
-        kind: ``"thread"`` (or the kind of another backend).
-        max_workers: The bound on workers running at once.
-        workers: Threads alive now (idle ones exit after ``idle_timeout``).
-        busy: Workers executing a function now.
-        abandoned: Workers still executing a function whose task already ended
-            (cancelled or timed out while running; Python threads cannot be killed).
-        queued: Tasks waiting for a worker.
-        running: Tasks running now.
-        submitted: Tasks ever submitted.
-        succeeded: Tasks that ended with a result.
-        failed: Tasks that ended with an exception (including timeouts).
-        cancelled: Tasks cancelled, superseded or shut down.
-        throughput: Tasks ended per second over the last few seconds.
-        restarts: Worker processes replaced after a crash or a kill (process pools;
-            always 0 for threads).
-    """
-
-    name: str
-    kind: str
-    max_workers: int
-    workers: int
-    busy: int
-    abandoned: int
-    queued: int
-    running: int
-    submitted: int
-    succeeded: int
-    failed: int
-    cancelled: int
-    throughput: float = 0.0
-    restarts: int = 0
-
-    @property
-    def finished(self) -> int:
-        """Tasks that ended in any way."""
-        return self.succeeded + self.failed + self.cancelled
 
 
 class ThreadPool(TaskCounters):
@@ -154,7 +104,6 @@ class ThreadPool(TaskCounters):
         self._self_waits = 0  # worker threads blocked in wait() on a task of this pool
         self._nthreads = 0
         self._thread_seq = itertools.count(1)
-        self._accepting = True
         self._closed = False
 
     # -- submitting -------------------------------------------------------------------
@@ -162,12 +111,7 @@ class ThreadPool(TaskCounters):
     def submit(self, task: TaskHandle[Any], priority: int) -> None:
         """Queue ``task`` (already bound to this pool's lock) to run at ``priority``."""
         with self.lock:
-            if not self._accepting:
-                raise ManagerShutdownError(
-                    f"pool {self.name!r} is shut down; create a new WorkerManager to run more work"
-                )
-            task._state = _QUEUED
-            self.count_submitted()
+            self.register_locked(task)
             queue = self._default if priority == 0 else self._queue_for(priority)
             if not queue:
                 heapq.heappush(self._levels, -priority)
@@ -177,7 +121,7 @@ class ThreadPool(TaskCounters):
         if spawn:
             self._spawn()
 
-    def push_items(self, items: list[PoolItem], priority: int) -> None:
+    def push_items(self, items: Sequence[PoolItem], priority: int) -> None:
         """Queue internal items (a map's chunk runners) without counting them as tasks."""
         if not items:
             return
@@ -240,9 +184,9 @@ class ThreadPool(TaskCounters):
             return len(self._levels)
 
     def submit_map(self, task: MapHandle[Any], priority: int) -> None:
-        """Count a map as one task and queue its chunk runners."""
+        """Count a map as one task and queue its chunk runners (one per thread it may use)."""
         self.register(task)
-        task._launch(self)
+        self.push_items(task.runners(self.max_workers), priority)
 
     def on_cancel(self, task: TaskHandle[Any], was_running: bool) -> None:
         """Nothing to do: a queued task is skipped when popped; a thread cannot be stopped."""
@@ -289,12 +233,7 @@ class ThreadPool(TaskCounters):
     def register(self, task: TaskHandle[Any]) -> None:
         """Count a task that runs on this pool's threads through ``push_items``."""
         with self.lock:
-            if not self._accepting:
-                raise ManagerShutdownError(
-                    f"pool {self.name!r} is shut down; create a new WorkerManager to run more work"
-                )
-            task._state = _QUEUED
-            self.count_submitted()
+            self.register_locked(task)
 
     def _wake_or_grow(self) -> bool:
         # Called with the lock held; returns True if the caller must start a thread.
@@ -405,7 +344,7 @@ class ThreadPool(TaskCounters):
                     finally:
                         cv.acquire()
 
-    # -- accounting (called with the lock held, from TaskHandle._settle) -----------------
+    # -- observing --------------------------------------------------------------------------
 
     def statistics(self) -> PoolStatistics:
         """Return a consistent snapshot of the counters."""
@@ -426,18 +365,11 @@ class ThreadPool(TaskCounters):
     def queued_tasks(self) -> list[TaskHandle[Any]]:
         """Return the tasks still waiting in the queue (a snapshot)."""
         with self.lock:
-            seen: dict[int, TaskHandle[Any]] = {}
-            for level in sorted(self._queues, reverse=True):
-                for item in self._queues[level]:
-                    task = item.task
-                    if task._state is _QUEUED:
-                        seen[task.id] = task
-            return list(seen.values())
-
-    def close(self) -> None:
-        """Refuse new work; queued work still runs."""
-        with self.lock:
-            self._accepting = False
+            return still_queued(
+                item.task
+                for level in sorted(self._queues, reverse=True)
+                for item in self._queues[level]
+            )
 
     def stop(self) -> None:
         """Let every thread exit once the queue is empty (idle ones exit now)."""

@@ -8,9 +8,11 @@ for its one terminal transition and calls ``count_settled`` under that lock, so
 
 Life of a task in a pool::
 
-    manager ─ submit(task, priority) ─► pool marks it QUEUED, counts it
-    pool ─ runs it (thread) or ships it (process, Dask) ─► task RUNNING
-    whoever decides the outcome ─ task._settle(...) ─► count_settled under pool.lock
+    manager ─ submit(task, priority) ─► pool: task.mark_queued(), counts it
+    pool ─ runs it (thread) or ships it (process, Dask) ─► task.begin(): RUNNING
+    whoever decides the outcome ─ task.succeed(v) | fail(e) | cancel() | time_out()
+                                  ─► its one terminal transition calls count_settled
+                                     under pool.lock
     task.cancel() while queued/running ─► pool.on_cancel(task) (stop the work if it can)
 """
 
@@ -20,22 +22,25 @@ import importlib
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._core._state import TaskState
-from ._errors import ConfigurationError
+from .._core._host import PoolSlot
+from .._core._state import TaskState
+from .._errors import ConfigurationError, ManagerShutdownError, describe_exception
 
 if TYPE_CHECKING:
-    from ._config import PoolConfig
-    from ._core._handle import TaskHandle
-    from ._map import MapHandle
-    from ._threadpool import PoolStatistics
+    from collections.abc import Iterable
 
-__all__ = ("POOL_FACTORIES", "Pool", "TaskCounters", "build_pool")
+    from .._config import PoolConfig
+    from .._core._handle import TaskHandle
+    from ._map import MapHandle
+    from ._statistics import PoolStatistics
+
+__all__ = ("POOL_FACTORIES", "Pool", "TaskCounters", "build_pool", "still_queued")
 
 _QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
 _SUCCEEDED, _FAILED = TaskState.SUCCEEDED, TaskState.FAILED
 
-#: Pool kind -> (module, class).  Imported on first use, so the core never imports the
-#: process machinery it does not need, nor ``distributed`` (an optional dependency).
+#: Pool kind -> (module, class).  Imported on first use, so an application never imports
+#: the process machinery it does not need, nor ``distributed`` (an optional dependency).
 POOL_FACTORIES: dict[str, tuple[str, str]] = {
     "thread": ("._threadpool", "ThreadPool"),
     "process": ("._processpool", "ProcessPool"),
@@ -43,35 +48,22 @@ POOL_FACTORIES: dict[str, tuple[str, str]] = {
 }
 
 
-class Pool(Protocol):
-    """What a pool backend provides to the manager.  All methods are thread-safe."""
+class Pool(PoolSlot, Protocol):
+    """What a pool backend provides to the manager.  All methods are thread-safe.
 
-    name: str
+    It is also the :class:`~casare_workers._core._host.PoolSlot` its tasks are bound to
+    (``name``, ``lock``, the counters, ``on_cancel``, ``timeout_fate``,
+    ``wait_from_worker``).
+    """
+
     kind: str
     max_workers: int
-    lock: threading.Lock
 
     def submit(self, task: TaskHandle[Any], priority: int) -> None:
         """Queue ``task``; mark it QUEUED and count it.  Raise ManagerShutdownError if closed."""
 
     def submit_map(self, task: MapHandle[Any], priority: int) -> None:
         """Queue a ``map`` (one task over many items), chunked as suits the backend."""
-
-    @property
-    def timeout_fate(self) -> str | None:
-        """What happens to work that outlives its timeout (None: a thread keeps running)."""
-
-    def count_started(self) -> None:
-        """A queued task started running (called with ``lock`` held)."""
-
-    def count_settled(self, previous: TaskState, state: TaskState) -> None:
-        """Update the counters for one terminal transition (called with ``lock`` held)."""
-
-    def wait_from_worker(self, task: Any, event: threading.Event) -> bool | None:
-        """A blocking wait for ``task`` with no timeout: refuse it if it would deadlock."""
-
-    def on_cancel(self, task: TaskHandle[Any], was_running: bool) -> None:
-        """``task`` was cancelled (queued or running): stop its work if the backend can."""
 
     def statistics(self) -> PoolStatistics:
         """A consistent snapshot of the counters."""
@@ -98,11 +90,19 @@ class Pool(Protocol):
 class TaskCounters:
     """The task counters every pool backend keeps, and their one set of rules.
 
-    All methods are called with the pool's lock held (``TaskHandle._settle`` calls
-    :meth:`count_settled` under it), so
+    The counting methods are called with the pool's lock held (a task's terminal
+    transition calls :meth:`count_settled` under it), so
     ``submitted == queued + running + succeeded + failed + cancelled`` holds at every
     moment.  A task that was never counted (a ``Worker`` still PENDING) is ignored.
+    Work is counted only while the pool accepts it (:meth:`register_locked`,
+    :meth:`close`).
     """
+
+    name: str
+    lock: threading.Lock
+    _accepting = True
+    #: What stopped the pool working (a bug in its own thread), for the refusal message.
+    _failure: BaseException | None = None
 
     @property
     def timeout_fate(self) -> str | None:
@@ -119,6 +119,32 @@ class TaskCounters:
     _succeeded = 0
     _failed = 0
     _cancelled = 0
+
+    def check_accepting(self) -> None:
+        """Raise ``ManagerShutdownError`` (saying why) if the pool takes no more work."""
+        if self._accepting:
+            return
+        failure = self._failure
+        if failure is not None:
+            raise ManagerShutdownError(
+                f"pool {self.name!r} stopped working after an internal error "
+                f"({describe_exception(failure)}; the log has the traceback); create a "
+                "new WorkerManager to run more work"
+            ) from failure
+        raise ManagerShutdownError(
+            f"pool {self.name!r} is shut down; create a new WorkerManager to run more work"
+        )
+
+    def register_locked(self, task: TaskHandle[Any]) -> None:
+        """Queue and count ``task``, or raise as :meth:`check_accepting` (lock held)."""
+        self.check_accepting()
+        task.mark_queued()
+        self.count_submitted()
+
+    def close(self) -> None:
+        """Refuse new work; queued work still runs."""
+        with self.lock:
+            self._accepting = False
 
     def count_submitted(self) -> None:
         """A task was queued (called with the lock held)."""
@@ -155,6 +181,15 @@ class TaskCounters:
             "failed": self._failed,
             "cancelled": self._cancelled,
         }
+
+
+def still_queued(tasks: Iterable[TaskHandle[Any]]) -> list[TaskHandle[Any]]:
+    """The tasks among ``tasks`` that are still QUEUED, each once, in order (a snapshot)."""
+    seen: dict[int, TaskHandle[Any]] = {}
+    for task in tasks:
+        if task.state is _QUEUED:
+            seen.setdefault(task.id, task)
+    return list(seen.values())
 
 
 def build_pool(name: str, config: PoolConfig) -> Pool:
