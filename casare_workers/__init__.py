@@ -28,26 +28,17 @@ Layers, bottom up (one private module each):
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from ._selfcheck import check_bool_leak
 
 check_bool_leak()
 
-from ._bridge import (  # noqa: E402
-    PoolExecutor,
-    TaskGroup,
-    async_slot,
-    asyncify,
-    attach_loop,
-    open_dialog,
-    run_coroutine_sync,
-    run_in_loop,
-    wait_signal,
-)
 from ._config import PoolConfig  # noqa: E402
 from ._core._context import TaskContext  # noqa: E402
 from ._core._failure import TaskFailure  # noqa: E402
 from ._core._state import TaskState  # noqa: E402
-from ._delegate import ProgressBarDelegate  # noqa: E402
 from ._errors import (  # noqa: E402
     AlreadyStartedError,
     BlockingCallError,
@@ -64,14 +55,8 @@ from ._errors import (  # noqa: E402
     TaskTimeoutError,
     ThreadClosedError,
     UnknownPoolError,
-    WorkerCrashedError,
 )
 from ._gc import collect_garbage_on_gui_thread  # noqa: E402
-from ._jobs._context import JobContext  # noqa: E402
-from ._jobs._longjob import LongJob  # noqa: E402
-from ._jobs._loopthread import LoopThread, LoopThreadOptions  # noqa: E402
-from ._jobs._process import ProcessResult, run_process  # noqa: E402
-from ._jobs._subprocess import SubprocessJob  # noqa: E402
 from ._manager import (  # noqa: E402
     JobStatistics,
     ManagerStatistics,
@@ -81,7 +66,6 @@ from ._manager import (  # noqa: E402
     default_manager,
     set_default_manager,
 )
-from ._model import TaskTableModel  # noqa: E402
 from ._pools._map import MapHandle  # noqa: E402
 from ._progress import to_percent  # noqa: E402
 from ._signals import SignalPort, WorkerSignals  # noqa: E402
@@ -91,6 +75,54 @@ TaskError = TaskFailure
 from ._core._handle import TaskHandle  # noqa: E402
 from ._pools._statistics import PoolStatistics  # noqa: E402
 from ._worker import Worker  # noqa: E402
+
+# Loaded on first use (PEP 562): the parts only some applications need, so that
+# ``import casare_workers`` costs little more than ``import PySide6.QtCore``.  The asyncio
+# bridge imports asyncio, long jobs and subprocesses import subprocess and the asyncio
+# machinery, the table model and delegate import QtGui and QtWidgets.  Type checkers and
+# ``from casare_workers import *`` see every name as usual.
+_LAZY: dict[str, str] = {
+    "JobContext": "._jobs._context",
+    "LongJob": "._jobs._longjob",
+    "LoopThread": "._jobs._loopthread",
+    "LoopThreadOptions": "._jobs._loopthread",
+    "PoolExecutor": "._bridge",
+    "ProcessResult": "._jobs._process",
+    "ProgressBarDelegate": "._delegate",
+    "SubprocessJob": "._jobs._subprocess",
+    "TaskGroup": "._bridge",
+    "TaskTableModel": "._model",
+    "async_slot": "._bridge",
+    "asyncify": "._bridge",
+    "attach_loop": "._bridge",
+    "open_dialog": "._bridge",
+    "run_coroutine_sync": "._bridge",
+    "run_in_loop": "._bridge",
+    "run_process": "._jobs._process",
+    "wait_signal": "._bridge",
+    "WorkerCrashedError": "._errors",
+}
+
+if TYPE_CHECKING:
+    from ._bridge import (
+        PoolExecutor,
+        TaskGroup,
+        async_slot,
+        asyncify,
+        attach_loop,
+        open_dialog,
+        run_coroutine_sync,
+        run_in_loop,
+        wait_signal,
+    )
+    from ._delegate import ProgressBarDelegate
+    from ._errors import WorkerCrashedError
+    from ._jobs._context import JobContext
+    from ._jobs._longjob import LongJob
+    from ._jobs._loopthread import LoopThread, LoopThreadOptions
+    from ._jobs._process import ProcessResult, run_process
+    from ._jobs._subprocess import SubprocessJob
+    from ._model import TaskTableModel
 
 __version__ = "0.1.0"
 
@@ -154,12 +186,20 @@ __all__ = (
 
 # Show the public path in reprs, tracebacks and docs (not the private module).
 for _name in __all__:
-    globals()[_name].__module__ = __name__
+    if _name not in _LAZY:
+        globals()[_name].__module__ = __name__
 del _name
 
 
 def __getattr__(name: str) -> object:
-    """The low-level names that moved to ``casare_workers.lowlevel`` (deprecated here)."""
+    """Load a lazily imported name; the low-level names that moved to ``lowlevel``."""
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module, __name__), name)
+        if isinstance(value, type) or callable(value):
+            value.__module__ = __name__
+        globals()[name] = value  # later lookups are plain attribute reads
+        return value
     if name in ("DeliveryEngine", "GuiGarbageCollector", "get_engine"):
         import warnings
 
@@ -172,3 +212,7 @@ def __getattr__(name: str) -> object:
         )
         return getattr(lowlevel, name)
     raise AttributeError(f"module 'casare_workers' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -26,7 +26,7 @@ import weakref
 from typing import TYPE_CHECKING, Protocol
 
 import shiboken6
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
+from PySide6.QtCore import QEvent, QObject, QTimer, Slot
 
 from ._engine import get_engine
 from ._report import report_callback_exception
@@ -119,6 +119,8 @@ def _watch(owner: QWidget, listener: CloseListener) -> None:
     if watcher is None or not shiboken6.isValid(watcher):  # none, or a dead window's
         watcher = _watchers[key] = _WindowWatcher(window)
         # Directly: the entry must go inside the destructor, before the address is reused.
+        from PySide6.QtCore import Qt  # on use: see casare_workers._signals
+
         window.destroyed.connect(
             functools.partial(_forget_watcher, key, watcher), Qt.ConnectionType.DirectConnection
         )

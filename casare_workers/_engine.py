@@ -56,7 +56,6 @@ from PySide6.QtCore import (
     QEvent,
     QMetaObject,
     QObject,
-    Qt,
     QThread,
     QTimer,
     Slot,
@@ -123,6 +122,8 @@ class _Receiver(QObject):
         self._engine = engine
         self.frame = QTimer(self)
         self.frame.setSingleShot(True)
+        from PySide6.QtCore import Qt  # on use: see casare_workers._signals
+
         self.frame.setTimerType(Qt.TimerType.PreciseTimer)
         self.frame.timeout.connect(engine._flush_progress)
 
@@ -157,6 +158,10 @@ class DeliveryEngine:
         self._budget = DRAIN_BUDGET
         self._gui_ident = threading.get_ident()
         self._receiver = _Receiver(self)
+        from PySide6.QtCore import Qt  # on use: see casare_workers._signals
+
+        # Read once here: the rescuer thread posts with it.
+        self._queued = Qt.ConnectionType.QueuedConnection
         self._progress_item = _Call(self._schedule_progress)
         self._rescuer: threading.Thread | None = None
         self._rescuer_lock = threading.Lock()
@@ -288,9 +293,7 @@ class DeliveryEngine:
                     interval = RESCUE_INTERVAL
                     continue
                 try:
-                    QMetaObject.invokeMethod(
-                        self._receiver, "rescue", Qt.ConnectionType.QueuedConnection
-                    )
+                    QMetaObject.invokeMethod(self._receiver, "rescue", self._queued)
                 except RuntimeError:  # the application is gone
                     return
                 interval = min(interval * 2, RESCUE_BACKOFF_MAX)

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import pickle
-from concurrent.futures.process import BrokenProcessPool
+import threading
+from typing import TYPE_CHECKING
 
 __all__ = (
     "AlreadyStartedError",
@@ -146,14 +147,47 @@ class SerializationError(CasareWorkersError, pickle.PicklingError):
     """
 
 
-class WorkerCrashedError(CasareWorkersError, BrokenProcessPool):
-    """The worker process running a task died (``os._exit``, a segfault, killed by the OS).
+if TYPE_CHECKING:
+    from concurrent.futures.process import BrokenProcessPool
 
-    Only the tasks that process was running end with it; the pool starts a new worker
-    process and the queued tasks go on.  The message names the process, its exit code or
-    signal.  It is a ``concurrent.futures.process.BrokenProcessPool``, so existing
-    handlers keep working.
-    """
+    class WorkerCrashedError(CasareWorkersError, BrokenProcessPool):
+        """The worker process running a task died (defined on first use, below)."""
+
+
+def _define_worker_crashed_error() -> type[CasareWorkersError]:
+    # ``BrokenProcessPool`` lives in ``concurrent.futures.process``, which imports
+    # multiprocessing (tens of milliseconds): the class is defined on first use, by the
+    # process pool or by a caller naming it, not by ``import casare_workers``.
+    from concurrent.futures.process import BrokenProcessPool
+
+    class WorkerCrashedError(CasareWorkersError, BrokenProcessPool):
+        """The worker process running a task died (``os._exit``, a segfault, killed by the OS).
+
+        Only the tasks that process was running end with it; the pool starts a new worker
+        process and the queued tasks go on.  The message names the process, its exit code or
+        signal.  It is a ``concurrent.futures.process.BrokenProcessPool``, so existing
+        handlers keep working.
+        """
+
+    return WorkerCrashedError
+
+
+_define_lock = threading.Lock()
+
+
+def __getattr__(name: str) -> object:
+    if name == "WorkerCrashedError":
+        with _define_lock:  # one class, whichever thread names it first
+            cls = globals().get(name)
+            if cls is None:
+                cls = _define_worker_crashed_error()
+                # Pickled by reference (module and qualified name), as the other classes
+                # here are once ``casare_workers`` has renamed their module.
+                cls.__qualname__ = name
+                cls.__module__ = __name__.rpartition(".")[0]
+                globals()[name] = cls
+            return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ClusterUnavailableError(CasareWorkersError, ConnectionError):

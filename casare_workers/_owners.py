@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import shiboken6
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject
 
 __all__ = ("Cancellable", "OwnerRecord", "check_owner")
 
@@ -54,6 +54,8 @@ class OwnerRecord:
         # of an object Python owns would, so that one is held weakly.
         self._keep: QObject | None = None if shiboken6.ownedByPython(owner) else owner
         self._on_dead = on_dead
+        from PySide6.QtCore import Qt  # on use: see casare_workers._signals
+
         owner.destroyed.connect(self._destroyed, Qt.ConnectionType.DirectConnection)
 
     @property

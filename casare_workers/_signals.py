@@ -45,21 +45,24 @@ import types
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any, ClassVar, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, cast, overload
 
-from PySide6.QtCore import QMetaMethod, QObject, Qt, QThread, QTimer, Signal, SignalInstance
+from PySide6.QtCore import QMetaMethod, QObject, QThread, QTimer, Signal, SignalInstance
 
 from ._engine import get_engine
+
+if TYPE_CHECKING:
+    from PySide6.QtCore import Qt
 
 __all__ = ("SignalPort", "WorkerSignals")
 
 _CO_VARARGS = 0x04
-_AUTO = Qt.ConnectionType.AutoConnection
-_UNIQUE = int(Qt.ConnectionType.UniqueConnection.value)
-_DIRECT_KINDS = (
-    int(Qt.ConnectionType.AutoConnection.value),
-    int(Qt.ConnectionType.DirectConnection.value),
-)
+# Qt.ConnectionType's values (fixed by Qt's ABI), as plain ints, and ``Qt`` imported only
+# where it is used: PySide builds the whole Qt namespace, every enum in it, the first time
+# ``Qt`` is imported (~36 ms), a cost ``import casare_workers`` leaves to first use (most
+# applications pay it anyway with their first ``Qt.`` flag).
+_UNIQUE = 0x80  # Qt.UniqueConnection
+_DIRECT_KINDS = (0, 1)  # Qt.AutoConnection, Qt.DirectConnection
 
 
 def _arity(slot: Callable[..., object]) -> int | None:
@@ -170,29 +173,35 @@ class SignalPort:
     def connect(
         self,
         slot: Callable[..., object] | SignalInstance | SignalPort,
-        type: Qt.ConnectionType = Qt.ConnectionType.AutoConnection,
+        type: Qt.ConnectionType | None = None,
     ) -> Any:
         """Connect ``slot``; return a handle that :meth:`disconnect` accepts.
 
         Args:
             slot: A callable, a QObject's slot or method, or another signal.
-            type: A ``Qt.ConnectionType``; anything but auto/direct makes a Qt connection.
+            type: A ``Qt.ConnectionType`` (None: ``AutoConnection``); anything but
+                auto/direct makes a Qt connection.
 
         Raises:
             TypeError: ``slot`` is neither callable nor a signal.
         """
         function: bool = slot.__class__ is _FunctionType
-        if function and type is _AUTO:  # a lambda or a function: the common case
+        if function and type is None:  # a lambda or a function: the common case
             entry = _Entry(cast(Callable[..., object], slot))
             with _ports_lock:
                 self._entries = [*self._entries, entry]
             return entry
         if isinstance(slot, SignalPort):
             slot = slot.qt
-        kind = int(Qt.ConnectionType(type).value)
+        if type is None:
+            kind = 0
+        else:
+            from PySide6.QtCore import Qt  # on use: see the note above _UNIQUE
+
+            kind = int(Qt.ConnectionType(type).value)
         unique = bool(kind & _UNIQUE)
         if isinstance(slot, SignalInstance) or kind & ~_UNIQUE not in _DIRECT_KINDS:
-            return self.qt.connect(slot, type)
+            return self.qt.connect(slot) if type is None else self.qt.connect(slot, type)
         if not callable(slot):
             raise TypeError(
                 f"{self._name}.connect() expects a callable or a signal, got {slot!r} "
@@ -201,7 +210,7 @@ class SignalPort:
         if isinstance(getattr(slot, "__self__", None), QObject):
             # A QObject's method or C++ slot: a real Qt connection is cheap at any scale
             # and keeps sender(), thread affinity and auto-disconnection.
-            return self.qt.connect(slot, type)
+            return self.qt.connect(slot) if type is None else self.qt.connect(slot, type)
         entry = _Entry(slot)
         with _ports_lock:
             if unique and any(e.matches(slot) for e in self._entries):

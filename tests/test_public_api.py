@@ -83,3 +83,36 @@ def test_submit_is_typed_with_the_function_it_runs(qapp: object) -> None:
         assert_type(other, TaskHandle[bytes])
         assert wait_for_handle(handle) == 3
         assert wait_for_handle(other) == b"ab"
+
+
+def test_import_leaves_what_only_some_applications_use_to_first_use() -> None:
+    # In a fresh interpreter: the import itself, then the first use of each lazy part.
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import pickle, sys
+        import casare_workers
+        heavy = ("asyncio", "multiprocessing", "concurrent.futures.process", "subprocess",
+                 "PySide6.QtWidgets", "PySide6.QtGui", "casare_workers._bridge",
+                 "casare_workers._jobs", "casare_workers._model", "casare_workers._delegate")
+        print(sorted(name for name in heavy if name in sys.modules))
+        assert "LongJob" in dir(casare_workers)
+        job, slot = casare_workers.LongJob, casare_workers.async_slot
+        assert job.__module__ == slot.__module__ == "casare_workers"
+        assert casare_workers.LongJob is job
+        from concurrent.futures.process import BrokenProcessPool
+        crashed = casare_workers.WorkerCrashedError
+        from casare_workers._errors import WorkerCrashedError
+        assert crashed is WorkerCrashedError and issubclass(crashed, BrokenProcessPool)
+        assert type(pickle.loads(pickle.dumps(crashed("gone")))) is crashed
+        print("ok")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "ok"], out.stdout
