@@ -52,7 +52,7 @@ nitpick_ignore_regex = [
     ),
     ("py:.*", r"(ImportError|ValueError|LookupError|RuntimeError|TimeoutError|TypeError)"),
     ("py:.*", r"(ConnectionError|OSError)"),
-    ("py:.*", r"(Q[A-Za-z]+|Signal|Slot)(\..*)?"),
+    ("py:.*", r"(Q[A-Za-z]+|Signal|SignalInstance|Slot)(\..*)?"),
     # Type variables, generic bases and annotations appear under their private module
     # paths (``casare_workers._core._handle.T``): private modules have no pages, the
     # public names they stand for are documented under ``casare_workers``.
