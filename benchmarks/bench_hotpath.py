@@ -708,8 +708,15 @@ def plan(sizes: Sizes, only: list[str], baseline: bool) -> list[Cell]:
 
 
 def cell_env(root: Path) -> dict[str, str]:
-    """A child's environment: ``root``'s casare_workers first on the path, offscreen Qt."""
-    return dict(os.environ, PYTHONPATH=python_path(root), QT_QPA_PLATFORM="offscreen")
+    """A child's environment: ``root``'s casare_workers first on the path, offscreen Qt.
+
+    Bytecode may be written (``PYTHONDONTWRITEBYTECODE`` dropped): an installed package
+    has its ``.pyc`` files, and the untimed first import of each import cell writes them.
+    Without that every timed import would compile the sources again.
+    """
+    env = dict(os.environ, PYTHONPATH=python_path(root), QT_QPA_PLATFORM="offscreen")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def run_plan(
