@@ -54,7 +54,7 @@ from ._engine import get_engine
 if TYPE_CHECKING:
     from PySide6.QtCore import Qt
 
-__all__ = ("SignalPort", "WorkerSignals")
+__all__ = ("SignalPort", "WorkerSignals", "drop_connections", "fire", "has_listeners")
 
 _CO_VARARGS = 0x04
 # Qt.ConnectionType's values (fixed by Qt's ABI), as plain ints, and ``Qt`` imported only
@@ -409,3 +409,21 @@ class WorkerSignals(QObject):
             port = self.__dict__.get(name)
             if port is not None:
                 port._clear()
+
+
+# -- the interface the task core delivers through (not public API) -----------------------------
+
+
+def fire(port: SignalPort, args: tuple[Any, ...]) -> None:
+    """Emit ``port`` with ``args`` on its object's thread (the delivery engine's path)."""
+    port._fire(args)
+
+
+def has_listeners(port: SignalPort) -> bool:
+    """True if anything is connected to ``port`` (a Python callable or a Qt connection)."""
+    return port._connected()
+
+
+def drop_connections(signals: WorkerSignals) -> None:
+    """Release every Python callable connected to ``signals`` (after ``finished``)."""
+    signals._drop_connections()

@@ -30,7 +30,6 @@ from ._core._context import TaskContext
 from ._core._handle import TaskHandle
 from ._core._state import TaskState
 from ._engine import get_engine
-from ._errors import AlreadyStartedError
 from ._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK, call_mode
 from ._owners import OwnerRecord, check_owner
 from ._signals import WorkerSignals
@@ -131,30 +130,26 @@ class Worker(QRunnable, Generic[T]):
             ValueError: The owner has already been destroyed.
             AlreadyStartedError: The worker was started or has ended.
         """
-        record = self.handle._owner
+        record = self.handle.owner_record
         return record.get() if record is not None else None
 
     @owner.setter
     def owner(self, owner: QObject | None) -> None:
         handle = self.handle
-        if handle._state is not TaskState.PENDING or handle._pool is not None or handle._ran:
-            raise AlreadyStartedError(
-                f"Worker {handle.name!r} was already started ({handle.state.value}); "
-                "set its owner before starting it"
-            )
+        handle.check_unstarted()
         if owner is None:
-            handle._owner = None
+            handle.set_owner(None)
             self._close_listener = None
             return
         check_owner(owner)
         task_ref = weakref.ref(handle)
-        engine = handle._engine
+        engine = handle.engine
 
         def owner_died(_record: OwnerRecord) -> None:
             # Inside the owner's destructor: no lock, no work here (see _owners).
             engine.post(lambda: _cancel(task_ref, "owner destroyed"))
 
-        handle._owner = OwnerRecord(owner, owner_died)
+        handle.set_owner(OwnerRecord(owner, owner_died))
         listener = self._close_listener = _CancelOnClose(task_ref)
         watch_window(owner, listener)
 

@@ -74,7 +74,7 @@ def wait_for_handle(handle: Any, timeout: float = 5.0) -> Any:
         if time.monotonic() > deadline:
             pytest.fail(f"{handle!r} was not delivered within {timeout} s")
         QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
-        handle._engine.flush()
+        handle.engine.flush()
     return handle.result(0)
 
 

@@ -26,6 +26,7 @@ import shiboken6
 from PySide6.QtCore import QObject, QThread, QTimer
 
 from .._report import report_callback_exception
+from .._signals import drop_connections, fire, has_listeners
 from ._execution import Execution
 from ._failure import TaskFailure
 from ._state import TaskState
@@ -101,7 +102,7 @@ class Delivery(Execution[T]):
             return
         sig = self._signals
         if sig is not None:
-            sig.started._fire(())
+            fire(sig.started, ())
         host = self._host
         if host is not None and host.wants_started:
             host.task_started(self)
@@ -122,11 +123,11 @@ class Delivery(Execution[T]):
         progress = self._progress
         if progress is not None and progress != self._emitted_progress:
             self._emitted_progress = progress
-            sig.progress._fire(progress)
+            fire(sig.progress, progress)
         status = self._status
         if status is not None and status != self._emitted_status:
             self._emitted_status = status
-            sig.status._fire((status,))
+            fire(sig.status, (status,))
 
     def _deliver(self) -> None:
         """Emit the outcome and run the continuations.  GUI thread, exactly once.
@@ -155,7 +156,7 @@ class Delivery(Execution[T]):
             # handle its QObject, here on the GUI thread (a slot closing over the handle
             # would otherwise keep both alive).
             if sig is not None:
-                sig._drop_connections()
+                drop_connections(sig)
             self._signals = None
         if callbacks is not None:
             self._run_continuations(callbacks, alive)
@@ -181,7 +182,7 @@ class Delivery(Execution[T]):
         ):
             self._started_emitted = True
             if sig is not None:
-                sig.started._fire(())
+                fire(sig.started, ())
             if host is not None and host.wants_started:
                 host.task_started(self)
         if self._progress_dirty:
@@ -189,13 +190,13 @@ class Delivery(Execution[T]):
         if sig is not None:
             state = self._state
             if state is _SUCCEEDED:
-                sig.result._fire((self._value,))
+                fire(sig.result, (self._value,))
             elif state is _FAILED:
                 assert self._exc is not None
-                sig.error._fire((TaskFailure.from_exception(self._exc, self.id, self.name),))
+                fire(sig.error, (TaskFailure.from_exception(self._exc, self.id, self.name),))
             else:
-                sig.cancelled._fire(())
-            sig.finished._fire(())
+                fire(sig.cancelled, ())
+            fire(sig.finished, ())
 
     def _run_continuations(self, callbacks: list[Continuation], alive: bool) -> None:
         for cont in callbacks:
@@ -216,7 +217,7 @@ class Delivery(Execution[T]):
 
     def _observed(self, sig: WorkerSignals | None, callbacks: list[Continuation] | None) -> bool:
         """True if something takes note of this task's failure at delivery."""
-        if sig is not None and sig.error._connected():
+        if sig is not None and has_listeners(sig.error):
             return True
         if callbacks is not None and any(cont[1] is not None for cont in callbacks):
             return True

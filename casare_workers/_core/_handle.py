@@ -157,8 +157,8 @@ class TaskHandle(Delivery[T]):
             self._owner = owner
         self._key = key
 
-    def set_owner(self, record: OwnerRecord | None) -> None:
-        """Give a task that has not started an owner (a ``Worker``'s ``owner``).
+    def check_unstarted(self) -> None:
+        """Raise unless the task is still unstarted (a ``Worker`` before ``start``).
 
         Raises:
             AlreadyStartedError: The task was started or has ended.
@@ -168,7 +168,20 @@ class TaskHandle(Delivery[T]):
                 f"Worker {self.name!r} was already started ({self._state.value}); "
                 "set its owner before starting it"
             )
+
+    def set_owner(self, record: OwnerRecord | None) -> None:
+        """Give a task that has not started an owner (a ``Worker``'s ``owner``).
+
+        Raises:
+            AlreadyStartedError: The task was started or has ended.
+        """
+        self.check_unstarted()
         self._owner = record
+
+    @property
+    def engine(self) -> DeliveryEngine:
+        """The delivery engine that brings this task's outcome to the GUI thread."""
+        return self._engine
 
     @property
     def owner_record(self) -> OwnerRecord | None:
