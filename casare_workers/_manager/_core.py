@@ -25,23 +25,23 @@ from PySide6.QtCore import (
     Signal,
 )
 
-from ._closing import watch_window
-from ._config import PoolConfig, resolve_pool_configs
-from ._core._handle import TaskHandle
-from ._engine import DeliveryEngine, get_engine
-from ._errors import (
+from .._closing import watch_window
+from .._config import PoolConfig, resolve_pool_configs
+from .._core._handle import TaskHandle
+from .._engine import DeliveryEngine, get_engine
+from .._errors import (
     ConfigurationError,
     ManagerShutdownError,
     UnknownPoolError,
 )
-from ._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK, call_mode, positional_slot
-from ._owners import OwnerRecord, check_owner
-from ._pools._map import MapHandle
-from ._pools._pool import Pool, build_pool
-from ._pools._statistics import PoolStatistics
-from ._validation import check_priority, check_seconds
-from ._watchdog import Watchdog
-from ._worker import Worker
+from .._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK, call_mode, positional_slot
+from .._owners import OwnerRecord, check_owner
+from .._pools._map import MapHandle
+from .._pools._pool import Pool, build_pool
+from .._pools._statistics import PoolStatistics
+from .._validation import check_priority, check_seconds
+from .._watchdog import Watchdog
+from .._worker import Worker
 
 __all__ = (
     "JobStatistics",
