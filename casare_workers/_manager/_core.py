@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, ParamSpec, Protocol, TypeVar, cast, get_args, overload
+from typing import Any, Literal, ParamSpec, TypeVar, cast, get_args, overload
 
 import shiboken6
 from PySide6.QtCore import (
@@ -38,10 +38,19 @@ from .._introspect import WANTS_CTX, WANTS_PROGRESS_CALLBACK, call_mode, positio
 from .._owners import OwnerRecord, check_owner
 from .._pools._map import MapHandle
 from .._pools._pool import Pool, build_pool
-from .._pools._statistics import PoolStatistics
 from .._validation import check_priority, check_seconds
 from .._watchdog import Watchdog
 from .._worker import Worker
+from ._stats import (
+    STATISTICS_INTERVAL_MS,
+    THROUGHPUT_WINDOW,
+    JobStatistics,
+    JobTracker,
+    ManagerStatistics,
+    NoJobs,
+    ShutdownReport,
+    with_throughput,
+)
 
 __all__ = (
     "JobStatistics",
@@ -64,117 +73,6 @@ P = ParamSpec("P")
 #: What a new task with the key of one in flight does (``options(key_policy=...)``).
 KeyPolicy = Literal["supersede", "join"]
 KEY_POLICIES: tuple[str, ...] = get_args(KeyPolicy)
-#: How often (at most) statistics_changed is emitted.
-STATISTICS_INTERVAL_MS = 100
-#: Window over which throughput is measured.
-THROUGHPUT_WINDOW = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class JobStatistics:
-    """A snapshot of a manager's long jobs (``manager.statistics().jobs``).
-
-    Attributes:
-        live: Jobs started and not yet delivered (their thread may still be running).
-        running: Jobs whose work is executing now.
-        paused: Running jobs asked to pause (they wait at their next checkpoint).
-        started: Jobs ever started.
-        succeeded: Jobs that ended with a result.
-        failed: Jobs that ended with an exception.
-        cancelled: Jobs cancelled, superseded, orphaned or shut down.
-    """
-
-    live: int = 0
-    running: int = 0
-    paused: int = 0
-    started: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    cancelled: int = 0
-
-
-class JobTracker(Protocol):
-    """What the manager asks of the long jobs it tracks.
-
-    The manager knows no long job: ``casare_workers._jobs`` sits above it and implements
-    this (its ``JobRegistry``), installed as the manager core's ``jobs`` by the first
-    job started with the manager (until then, :class:`_NoJobs`).
-    """
-
-    @property
-    def live(self) -> int:
-        """Jobs started and not yet delivered."""
-
-    def live_jobs(self) -> list[Any]:
-        """The live jobs (``LongJob``), oldest first."""
-
-    def cancel_all(self, reason: str) -> int:
-        """Ask every live job to stop; return how many had not ended."""
-
-    def join(self, deadline: float) -> tuple[str, ...]:
-        """Wait for the jobs' threads until ``deadline``; the names of those still running."""
-
-    def statistics(self) -> JobStatistics:
-        """A consistent snapshot of the counters."""
-
-
-class _NoJobs:
-    """The :class:`JobTracker` of a manager that has not started a long job yet."""
-
-    live = 0
-
-    def live_jobs(self) -> list[Any]:
-        return []
-
-    def cancel_all(self, reason: str) -> int:
-        return 0
-
-    def join(self, deadline: float) -> tuple[str, ...]:
-        return ()
-
-    def statistics(self) -> JobStatistics:
-        return JobStatistics()
-
-
-@dataclass(frozen=True, slots=True)
-class ManagerStatistics:
-    """A frozen snapshot of every pool of a manager.
-
-    Attributes:
-        pools: Pool name to :class:`PoolStatistics`.
-        live_tasks: Tasks submitted and not yet delivered to the GUI thread.
-        busy: True while any task or long job is live.
-        jobs: The long jobs' counters (:class:`JobStatistics`).
-    """
-
-    pools: dict[str, PoolStatistics]
-    live_tasks: int
-    busy: bool
-    jobs: JobStatistics = field(default_factory=JobStatistics)
-
-    def __getitem__(self, pool: str) -> PoolStatistics:
-        return self.pools[pool]
-
-
-@dataclass(frozen=True, slots=True)
-class ShutdownReport:
-    """What ``WorkerManager.shutdown`` did.
-
-    Attributes:
-        cancelled: Tasks cancelled by the shutdown (queued or running).
-        still_running: Names of functions still executing when the timeout passed.  Their
-            threads are daemon threads: they do not hold the process's exit.
-        elapsed: Seconds the shutdown took.
-    """
-
-    cancelled: int
-    still_running: tuple[str, ...]
-    elapsed: float
-
-    @property
-    def clean(self) -> bool:
-        """True if every worker thread stopped within the timeout."""
-        return not self.still_running
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +229,7 @@ class _ManagerCore:
         self.watchers: list[deque[Any]] = []  # TaskHandles and LongJobs
         #: The long jobs: every started LongJob, held until delivered.  The jobs package
         #: installs its registry here when the first job starts (see JobTracker).
-        self.jobs: JobTracker = _NoJobs()
+        self.jobs: JobTracker = NoJobs()
 
     def facade(self) -> WorkerManager | None:
         """The WorkerManager QObject, while it exists."""
@@ -698,7 +596,7 @@ class _ManagerCore:
         span = now - then
         if span > 0:
             pools = {
-                name: _with_throughput(stats, (stats.finished - old.get(name, 0)) / span)
+                name: with_throughput(stats, (stats.finished - old.get(name, 0)) / span)
                 for name, stats in pools.items()
             }
         jobs = self.jobs.statistics()
@@ -1140,10 +1038,6 @@ class WorkerManager(QObject):
 def manager_core(manager: WorkerManager) -> _ManagerCore:
     """The plain object behind ``manager`` (for the package: long jobs use it as their host)."""
     return manager._core
-
-
-def _with_throughput(stats: PoolStatistics, throughput: float) -> PoolStatistics:
-    return replace(stats, throughput=round(max(0.0, throughput), 1))
 
 
 def _fills_ctx(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
