@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import functools
 import logging
 import threading
@@ -41,6 +40,14 @@ from .._pools._pool import Pool, build_pool
 from .._validation import check_priority, check_seconds
 from .._watchdog import Watchdog
 from .._worker import Worker
+from ._lifecycle import (
+    DefaultSlot,
+    Stoppable,
+    abandon,
+    event_loop_running,
+    interpreter_exiting,
+    register_final_shutdown,
+)
 from ._options import KEY_POLICIES, KeyPolicy, TaskOptions
 from ._stats import (
     STATISTICS_INTERVAL_MS,
@@ -130,7 +137,7 @@ class _ManagerCore:
         self.owners: dict[int, OwnerRecord] = {}
         # The window-close listener of each record (held here: _closing holds it weakly).
         self.closers: dict[OwnerRecord, _OwnerCloser] = {}
-        self.closed = _interpreter_exiting  # made during exit: refuses work (check_open)
+        self.closed = interpreter_exiting()  # made during exit: refuses work (check_open)
         self.report: ShutdownReport | None = None
         self.busy = False
         self._watchdog = Watchdog("manager")
@@ -218,7 +225,7 @@ class _ManagerCore:
     # -- submitting -----------------------------------------------------------------------
 
     def check_open(self) -> None:
-        if self.closed and _interpreter_exiting:
+        if self.closed and interpreter_exiting():
             raise ManagerShutdownError(
                 "the interpreter is exiting (this was submitted from an atexit hook, or "
                 "after the main module returned): work submitted now could never run or "
@@ -531,7 +538,7 @@ class _ManagerCore:
         """
         deadline = time.monotonic() + self.shutdown_timeout
         quit_at = self.quit_at
-        if quit_at is not None and not _event_loop_running():
+        if quit_at is not None and not event_loop_running():
             deadline = min(deadline, quit_at + self.shutdown_timeout)
         return deadline
 
@@ -678,14 +685,15 @@ class WorkerManager(QObject):
         self._stats_timer.timeout.connect(self._publish_statistics)
         app = QCoreApplication.instance()
         assert app is not None
-        _register_final_shutdown(core, app)
+        register_final_shutdown(core, app)
         # Direct: the manager may be destroyed on another thread (the cyclic GC), where
         # a queued call would be discarded with the object (see _owners).
+        core_ref: weakref.ref[Stoppable] = weakref.ref(core)
         self.destroyed.connect(
-            functools.partial(_abandon, weakref.ref(core)), Qt.ConnectionType.DirectConnection
+            functools.partial(abandon, core_ref), Qt.ConnectionType.DirectConnection
         )
         if default:
-            _adopt_as_default(self)
+            DEFAULT_MANAGER.adopt(self)
 
     def connectNotify(self, signal: QMetaMethod) -> None:
         """Remember which lifecycle signals have listeners (GUI thread)."""
@@ -962,120 +970,8 @@ def _fills_ctx(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
     return slot is not None and len(args) > slot
 
 
-def _abandon(core_ref: weakref.ref[_ManagerCore], *_: object) -> None:
-    """The manager QObject was destroyed (any thread): refuse work, free the threads."""
-    core = core_ref()
-    if core is not None:
-        core.abandon()
-
-
-#: Every manager not shut down yet, for the shutdown at exit and at application death.
-_live_cores: weakref.WeakSet[_ManagerCore] = weakref.WeakSet()
-_hooked_apps: weakref.WeakSet[QCoreApplication] = weakref.WeakSet()
-_exit_hooked = False
-_final_lock = threading.Lock()
-
-
-def _register_final_shutdown(core: _ManagerCore, app: QCoreApplication) -> None:
-    """Make sure ``core`` is shut down (bounded) when ``app`` dies or Python exits.
-
-    Two independent paths, so no single Qt signal carries the guarantee: the
-    application's ``destroyed`` (direct, so it runs even on another thread) and a hook
-    that runs at interpreter exit before ``concurrent.futures`` and ``threading`` join
-    their threads (``threading._register_atexit``; its hooks run last-registered first,
-    and this one is registered after the pools imported ``concurrent.futures``).
-    """
-    global _exit_hooked
-    with _final_lock:
-        _live_cores.add(core)
-        if app not in _hooked_apps:
-            _hooked_apps.add(app)
-            app.aboutToQuit.connect(_note_quit)
-            app.destroyed.connect(
-                functools.partial(_shutdown_all, "application destroyed", False),
-                Qt.ConnectionType.DirectConnection,
-            )
-        if not _exit_hooked:
-            _exit_hooked = True
-            register = getattr(threading, "_register_atexit", None)
-            hook = functools.partial(_shutdown_all, "interpreter exit", True)
-            try:
-                if register is None:
-                    raise RuntimeError("no threading._register_atexit")
-                register(hook)
-            except RuntimeError:  # interpreter already shutting down, or an old Python
-                atexit.register(hook)
-
-
-def _note_quit() -> None:
-    """``aboutToQuit``: the event loop is returning.  Note when (see ``quit_deadline``)."""
-    now = time.monotonic()
-    with _final_lock:
-        cores = list(_live_cores)
-    for core in cores:
-        core.quit_at = now
-
-
-def _event_loop_running() -> bool:
-    """True while a Qt event loop runs on the GUI thread (``exec()`` not returned)."""
-    app = QCoreApplication.instance()
-    return app is not None and app.thread().loopLevel() > 0
-
-
-def _shutdown_all(why: str, deliver: bool, *_: object) -> None:
-    """Shut every live manager down with its own timeout (exit or application death)."""
-    with _final_lock:
-        cores = list(_live_cores)
-    for core in cores:
-        if core.closed:
-            continue
-        try:
-            core.shutdown(None, True, deliver=deliver, automatic=True)
-        except BaseException as exc:  # one manager's failure must not spare the others
-            logger.error("shutdown at %s failed", why, exc_info=exc)
-
-
-# -- interpreter exit: no new work -------------------------------------------------------
-
-#: True once the interpreter has begun to exit.  Set by a ``threading`` exit hook, which
-#: runs before every ``atexit`` hook: managers are shut down then (``_shutdown_all``),
-#: and one made later (in an ``atexit`` hook, by ``default_manager()``) starts closed.
-#: As ``concurrent.futures`` does, nothing is started then: a thread may no longer be
-#: created (3.12+), or would run the work while the interpreter is torn down.
-_interpreter_exiting = False
-
-
-def _mark_interpreter_exit() -> None:
-    global _interpreter_exiting
-    _interpreter_exiting = True
-
-
-try:
-    threading._register_atexit(_mark_interpreter_exit)  # type: ignore[attr-defined]
-except RuntimeError:  # imported while the interpreter exits already
-    _interpreter_exiting = True
-
-# The process-wide default manager.  Held weakly when it adopted itself (the application
-# owns its manager); strongly when default_manager() made it or set_default_manager() was
-# given it (nobody else may hold it).
-_default_ref: Callable[[], WorkerManager | None] | None = None
-_default_lock = threading.Lock()
-
-
-def _open_default() -> WorkerManager | None:
-    """The default manager while it is usable (not destroyed, not shut down).  Lock held."""
-    manager = _default_ref() if _default_ref is not None else None
-    if manager is None or not shiboken6.isValid(manager) or manager._core.closed:
-        return None
-    return manager
-
-
-def _adopt_as_default(manager: WorkerManager) -> None:
-    """Make a new manager the default if no open one exists (``WorkerManager(default=True)``)."""
-    global _default_ref
-    with _default_lock:
-        if _open_default() is None:
-            _default_ref = weakref.ref(manager)
+#: The process-wide default manager (``default_manager()``).
+DEFAULT_MANAGER: DefaultSlot[WorkerManager] = DefaultSlot(lambda manager: manager._core.closed)
 
 
 def default_manager() -> WorkerManager:
@@ -1084,7 +980,7 @@ def default_manager() -> WorkerManager:
     ``LongJob``, ``SubprocessJob``, ``asyncify``, ``attach_loop`` and ``TaskGroup`` use it
     when no ``manager=`` is given, so an application that creates one manager (the
     usual case) has exactly one, whichever API it uses: one set of bounded pools, one
-    place to watch them and to shut them down (the seed note's open question 1).
+    place to watch them and to shut them down.
 
     The first ``WorkerManager`` created while there is no open default becomes the
     default (unless created with ``default=False``); if there is none, this creates one
@@ -1092,21 +988,14 @@ def default_manager() -> WorkerManager:
     replaced the same way.  Libraries should accept a manager rather than reach for
     this.
     """
-    global _default_ref
-    with _default_lock:
-        manager = _open_default()
-        if manager is None:
-            manager = WorkerManager(default=False)
-            _default_ref = _strong(manager)
-        return manager
+    return DEFAULT_MANAGER.get(_new_manager)
 
 
 def set_default_manager(manager: WorkerManager | None) -> None:
     """Replace (or clear, with None) the application's default manager."""
-    global _default_ref
-    with _default_lock:
-        _default_ref = None if manager is None else _strong(manager)
+    DEFAULT_MANAGER.set(manager)
 
 
-def _strong(manager: WorkerManager) -> Callable[[], WorkerManager | None]:
-    return lambda: manager
+def _new_manager() -> WorkerManager:
+    # Not the default by itself: the slot holds it (strongly) once it is made.
+    return WorkerManager(default=False)
