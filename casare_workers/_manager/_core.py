@@ -1,33 +1,33 @@
-"""``WorkerManager``: the QObject that owns the named pools and that widgets connect to."""
+"""``ManagerCore``: everything a manager does, in a plain object.
+
+``WorkerManager`` (``_facade``) is only the QObject face; the core tells it what
+changed through the :class:`ManagerFace` protocol (its signals) and a weak reference
+to its statistics timer's start.
+"""
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
-from concurrent.futures import Future
 from dataclasses import replace
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from typing import Any, Protocol, TypeVar, cast
 
 import shiboken6
 from PySide6.QtCore import (
     QCoreApplication,
     QEventLoop,
-    QMetaMethod,
     QObject,
-    Qt,
-    QTimer,
-    Signal,
+    SignalInstance,
 )
 
 from .._closing import watch_window
-from .._config import PoolConfig, resolve_pool_configs
+from .._config import PoolConfig
 from .._core._handle import TaskHandle
-from .._engine import DeliveryEngine, get_engine
+from .._engine import DeliveryEngine
 from .._errors import (
     ConfigurationError,
     ManagerShutdownError,
@@ -41,18 +41,12 @@ from .._validation import check_priority, check_seconds
 from .._watchdog import Watchdog
 from .._worker import Worker
 from ._lifecycle import (
-    DefaultSlot,
-    Stoppable,
-    abandon,
     event_loop_running,
     interpreter_exiting,
-    register_final_shutdown,
 )
 from ._options import KEY_POLICIES, KeyPolicy, TaskOptions
 from ._stats import (
-    STATISTICS_INTERVAL_MS,
     THROUGHPUT_WINDOW,
-    JobStatistics,
     JobTracker,
     ManagerStatistics,
     NoJobs,
@@ -60,23 +54,12 @@ from ._stats import (
     with_throughput,
 )
 
-__all__ = (
-    "JobStatistics",
-    "JobTracker",
-    "ManagerStatistics",
-    "ShutdownReport",
-    "TaskOptions",
-    "WorkerManager",
-    "default_manager",
-    "manager_core",
-    "set_default_manager",
-)
+__all__ = ("ManagerCore", "ManagerFace")
 
 logger = logging.getLogger("casare_workers")
 
 T = TypeVar("T")
 R = TypeVar("R")
-P = ParamSpec("P")
 
 
 class _OwnerCloser:
@@ -84,7 +67,7 @@ class _OwnerCloser:
 
     __slots__ = ("__weakref__", "_core", "_record")
 
-    def __init__(self, core: _ManagerCore, record: OwnerRecord) -> None:
+    def __init__(self, core: ManagerCore, record: OwnerRecord) -> None:
         self._core = weakref.ref(core)  # no cycle: the core holds this object
         self._record = record
 
@@ -99,7 +82,27 @@ class _OwnerCloser:
             task.cancel(reason="window closed")
 
 
-class _ManagerCore:
+class ManagerFace(Protocol):
+    """What the core tells its QObject face (``WorkerManager``): its signals."""
+
+    @property
+    def task_submitted(self) -> SignalInstance:
+        """A TaskHandle was submitted."""
+
+    @property
+    def task_started(self) -> SignalInstance:
+        """A TaskHandle started running."""
+
+    @property
+    def task_finished(self) -> SignalInstance:
+        """A TaskHandle's outcome was delivered."""
+
+    @property
+    def busy_changed(self) -> SignalInstance:
+        """The first task was submitted (True) or the last one delivered (False)."""
+
+
+class ManagerCore:
     """Everything a manager does, in a plain object.
 
     ``WorkerManager`` is only the QObject face (signals, parent, ``aboutToQuit``): calling
@@ -109,12 +112,15 @@ class _ManagerCore:
 
     def __init__(
         self,
-        facade: WorkerManager,
+        facade: ManagerFace,
         engine: DeliveryEngine,
         configs: dict[str, PoolConfig],
         shutdown_timeout: float,
+        start_statistics: weakref.WeakMethod[Callable[[], None]],
     ) -> None:
         self._facade = weakref.ref(facade)
+        # The face's statistics timer's start, held weakly (the face holds the core).
+        self._statistics_starter = start_statistics
         self.engine = engine
         # -- issue 5: a pool's kind picks its backend (thread, process, dask) ------------
         self.pools: dict[str, Pool] = {}
@@ -142,9 +148,10 @@ class _ManagerCore:
         self.busy = False
         self._watchdog = Watchdog("manager")
         self.default_options = TaskOptions(self)
-        # One-way flags set by connectNotify: emitting a signal nobody listens to still
-        # costs ~2 µs, which matters at 20 000 tasks.
-        self._wants_started = False
+        # One-way flags set by the face's connectNotify: emitting a signal nobody listens
+        # to still costs ~2 µs, which matters at 20 000 tasks.
+        #: True if something listens to ``task_started`` (the TaskHost protocol).
+        self.wants_started = False
         self.wants_submitted = False
         self.wants_finished = False
         self.samples: deque[tuple[float, dict[str, int]]] = deque()
@@ -154,7 +161,7 @@ class _ManagerCore:
         #: installs its registry here when the first job starts (see JobTracker).
         self.jobs: JobTracker = NoJobs()
 
-    def facade(self) -> WorkerManager | None:
+    def facade(self) -> ManagerFace | None:
         """The WorkerManager QObject, while it exists."""
         facade = self._facade()
         if facade is None or not shiboken6.isValid(facade):
@@ -427,11 +434,6 @@ class _ManagerCore:
 
     # The TaskHost protocol (casare_workers._core._host): what tasks tell the manager.
 
-    @property
-    def wants_started(self) -> bool:
-        """True if something listens to ``task_started``."""
-        return self._wants_started
-
     def task_started(self, task: TaskHandle[Any]) -> None:
         """Emit ``task_started`` (GUI thread)."""
         facade = self.facade()
@@ -479,10 +481,12 @@ class _ManagerCore:
         if busy != self.busy:
             self.set_busy(facade, busy)
 
-    def set_busy(self, facade: WorkerManager, busy: bool) -> None:
+    def set_busy(self, facade: ManagerFace, busy: bool) -> None:
         self.busy = busy
         if busy and not self.closed:
-            facade._start_statistics()
+            start_statistics = self._statistics_starter()
+            if start_statistics is not None:
+                start_statistics()
         facade.busy_changed.emit(busy)
 
     def _owner_died(self, record: OwnerRecord) -> None:
@@ -504,6 +508,28 @@ class _ManagerCore:
     def live_tasks(self) -> list[TaskHandle[Any]]:
         with self.lock:
             return list(self.live.values())
+
+    def wait_idle(self, deadline: float) -> bool:
+        """Wait until nothing is in flight or ``deadline`` (``time.monotonic``) passes.
+
+        On the GUI thread it processes events (deliveries come through them); elsewhere
+        it waits on the oldest live task.  Returns True if nothing is in flight.
+        """
+        gui = self.engine.is_gui_thread()
+        while self.live or self.jobs.live:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if gui:
+                QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+                self.engine.flush()
+            else:
+                live = self.live_tasks()
+                if live:
+                    live[0].wait(min(remaining, 0.05))
+                elif self.jobs.live:
+                    time.sleep(min(remaining, 0.01))  # jobs are delivered by the GUI thread
+        return True
 
     def statistics(self) -> ManagerStatistics:
         now = time.monotonic()
@@ -615,387 +641,7 @@ class _ManagerCore:
         self.jobs.cancel_all("manager destroyed")
 
 
-class WorkerManager(QObject):
-    """Owns named, bounded pools; runs work off the GUI thread; delivers results on it.
-
-    Create it on the GUI thread after the ``QApplication``.  All methods are thread-safe
-    unless noted; signals are emitted on the GUI thread.
-
-    Args:
-        parent: Optional QObject parent.
-        pools: Pool name to size (or :class:`PoolConfig`); overrides the defaults
-            ``io``/``cpu``/``background`` and may add pools.  See ``_config``.
-        shutdown_timeout: Seconds :meth:`shutdown` waits by default, and when it runs
-            by itself (the application destroyed, interpreter exit).
-        default: Become the application's default manager (:func:`default_manager`,
-            used by ``LongJob``, ``SubprocessJob``, ``asyncify``, ``TaskGroup`` without
-            ``manager=``) if there is no open one yet.  False for a second, independent
-            manager (a library's, a test's) that must never receive others' work.
-
-    Signals:
-        task_submitted(object): a TaskHandle was submitted.
-        task_started(object): a TaskHandle started running.
-        task_finished(object): a TaskHandle's outcome was delivered (after its own
-            ``finished``).
-        statistics_changed(object): a :class:`ManagerStatistics`, at most 10 times a
-            second while something changes.
-        busy_changed(bool): True when the first task is submitted, False when the last
-            one has been delivered.
-
-    Example:
-        >>> manager = WorkerManager()                               # doctest: +SKIP
-        >>> handle = manager.options(owner=self, key="search").submit(search, text)
-        >>> handle.then(self.show_hits)                             # doctest: +SKIP
-    """
-
-    task_submitted = Signal(object)
-    task_started = Signal(object)
-    task_finished = Signal(object)
-    statistics_changed = Signal(object)
-    busy_changed = Signal(bool)
-
-    def __init__(
-        self,
-        parent: QObject | None = None,
-        *,
-        pools: dict[str, int | PoolConfig] | None = None,
-        shutdown_timeout: float = 5.0,
-        default: bool = True,
-    ) -> None:
-        engine = get_engine()
-        if not engine.is_gui_thread():
-            raise RuntimeError(
-                "create the WorkerManager on the GUI thread (the QApplication's thread); "
-                "worker threads can then use it freely"
-            )
-        configs = resolve_pool_configs(pools)
-        check_seconds("shutdown_timeout", shutdown_timeout, allow_zero=True)
-        super().__init__(parent)
-        self._core = core = _ManagerCore(self, engine, configs, float(shutdown_timeout))
-        # Through the meta-object, not QMetaMethod.fromSignal(self.x): in PySide6 6.11
-        # and 6.12 each fromSignal call leaks a reference to the signal's object, which
-        # would keep every manager alive for ever.
-        meta = self.metaObject()
-        self._meta_started = meta.method(meta.indexOfSignal("task_started(PyObject)"))
-        self._meta_submitted = meta.method(meta.indexOfSignal("task_submitted(PyObject)"))
-        self._meta_finished = meta.method(meta.indexOfSignal("task_finished(PyObject)"))
-        self._last_statistics: ManagerStatistics | None = None
-        self._stats_timer = QTimer(self)
-        self._stats_timer.setInterval(STATISTICS_INTERVAL_MS)
-        self._stats_timer.timeout.connect(self._publish_statistics)
-        app = QCoreApplication.instance()
-        assert app is not None
-        register_final_shutdown(core, app)
-        # Direct: the manager may be destroyed on another thread (the cyclic GC), where
-        # a queued call would be discarded with the object (see _owners).
-        core_ref: weakref.ref[Stoppable] = weakref.ref(core)
-        self.destroyed.connect(
-            functools.partial(abandon, core_ref), Qt.ConnectionType.DirectConnection
-        )
-        if default:
-            DEFAULT_MANAGER.adopt(self)
-
-    def connectNotify(self, signal: QMetaMethod) -> None:
-        """Remember which lifecycle signals have listeners (GUI thread)."""
-        core = self._core
-        if signal == self._meta_started:
-            core._wants_started = True
-        elif signal == self._meta_submitted:
-            core.wants_submitted = True
-        elif signal == self._meta_finished:
-            core.wants_finished = True
-
-    # -- configuration ---------------------------------------------------------------------
-
-    @property
-    def pool_names(self) -> tuple[str, ...]:
-        """The names of this manager's pools."""
-        return tuple(self._core.pools)
-
-    @property
-    def engine(self) -> DeliveryEngine:
-        """The delivery engine this manager delivers through."""
-        return self._core.engine
-
-    @property
-    def shutdown_timeout(self) -> float:
-        """Seconds :meth:`shutdown` waits by default (and when it runs by itself)."""
-        return self._core.shutdown_timeout
-
-    def options(
-        self,
-        *,
-        pool: str = "io",
-        priority: int = 0,
-        owner: QObject | None = None,
-        key: Hashable | None = None,
-        timeout: float | None = None,
-        name: str | None = None,
-        key_policy: KeyPolicy = "supersede",
-    ) -> TaskOptions:
-        """Return a :class:`TaskOptions` to submit with.  Validates everything now.
-
-        Args:
-            pool: Pool name (default ``"io"``).
-            priority: Higher runs first within the pool.
-            owner: A QObject; when it is destroyed, or (a widget) its window is
-                closed, its tasks are cancelled; once it is destroyed nothing is
-                delivered to it.
-            key: Tasks with the same key (per owner) are one request; see
-                ``key_policy``.
-            timeout: Seconds a task may run before it ends with ``TaskTimeoutError``.
-            name: A display name for the task.
-            key_policy: ``"supersede"`` (default): a new task cancels the one in
-                flight with its key.  ``"join"`` (single flight): ``submit`` returns
-                the handle in flight instead of running a second identical request.
-
-        Raises:
-            UnknownPoolError: No pool has that name.
-            ConfigurationError: ``priority`` is not an int, ``timeout`` is not a
-                positive number, or ``key_policy`` is unknown or has no ``key``.
-            TypeError: ``owner`` is not a QObject, or ``key`` is not hashable.
-
-        Example:
-            >>> opts = manager.options(pool="cpu", owner=self, key="thumbs")  # doctest: +SKIP
-            >>> opts.map(make_thumbnail, paths)                           # doctest: +SKIP
-        """
-        return self._core.options(pool, priority, owner, key, timeout, name, key_policy)
-
-    # -- submitting --------------------------------------------------------------------
-
-    @overload
-    def submit(
-        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
-    ) -> TaskHandle[T]: ...
-    # Reached when the arguments do not fit P: a function that declares ctx.
-    @overload
-    def submit(  # type: ignore[overload-cannot-match]
-        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
-    ) -> TaskHandle[T]: ...
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> TaskHandle[T]:
-        """Run ``fn(*args, **kwargs)`` on the ``"io"`` pool; return its :class:`TaskHandle`.
-
-        Typed with ``ParamSpec``: the arguments are checked against ``fn`` and the handle
-        carries ``fn``'s return type.  A function that declares ``ctx`` (which the
-        manager passes) falls back to an unchecked form, since a type checker cannot
-        drop one named parameter from a signature.
-
-        Use :meth:`options` for another pool, a priority, an owner, a key or a timeout.
-        If ``fn`` declares a ``ctx`` parameter it receives a :class:`TaskContext`.
-
-        Raises:
-            TypeError: ``fn`` is not callable, or you passed ``ctx`` yourself.
-            ManagerShutdownError: After :meth:`shutdown`.
-
-        Example:
-            >>> handle = manager.submit(read_file, path)       # doctest: +SKIP
-            >>> handle.signals.result.connect(self.show_text)  # doctest: +SKIP
-        """
-        core = self._core
-        return core.submit(fn, args, kwargs, core.default_options)
-
-    def map(
-        self, fn: Callable[[Any], R], iterable: Iterable[Any], /, *, chunksize: int | None = None
-    ) -> MapHandle[R]:
-        """Apply ``fn`` to every item on the ``"io"`` pool; one handle, results in order.
-
-        Sub-millisecond items are grouped into chunks automatically (or pass
-        ``chunksize``).  ``progress`` reports ``(items done, total)``.  The iterable is
-        consumed at once (its length is the progress total).
-
-        Example:
-            >>> handle = manager.options(pool="cpu").map(thumbnail, paths)  # doctest: +SKIP
-            >>> handle.signals.progress.connect(to_percent(bar.setValue))  # doctest: +SKIP
-        """
-        core = self._core
-        return core.map(fn, iterable, chunksize, core.default_options)
-
-    def start(self, worker: Worker[T]) -> TaskHandle[T]:
-        """Run a :class:`Worker` on the ``"io"`` pool; its ``signals`` fire on the GUI thread.
-
-        Raises:
-            AlreadyStartedError: The worker was started before.
-        """
-        core = self._core
-        return core.start(worker, core.default_options)
-
-    # -- observing ----------------------------------------------------------------------
-
-    def live_tasks(self) -> list[TaskHandle[Any]]:
-        """Tasks submitted and not yet delivered (a snapshot, oldest first)."""
-        return self._core.live_tasks()
-
-    def is_idle(self) -> bool:
-        """True when every task and long job has been delivered to the GUI thread."""
-        core = self._core
-        return not core.live and not core.jobs.live
-
-    def wait_for_done(self, timeout: float) -> bool:
-        """Process events on the GUI thread until :meth:`is_idle` or ``timeout`` passes.
-
-        For tests and scripts; GUI code should react to signals instead.
-
-        Returns:
-            True if the manager became idle.
-
-        Raises:
-            ConfigurationError: ``timeout`` is not a non-negative number of seconds.
-        """
-        check_seconds("wait_for_done() timeout", timeout, allow_zero=True)
-        core = self._core
-        deadline = time.monotonic() + timeout
-        gui = core.engine.is_gui_thread()
-        while core.live or core.jobs.live:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            if gui:
-                QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
-                core.engine.flush()
-            else:
-                live = core.live_tasks()
-                if live:
-                    live[0].wait(min(remaining, 0.05))
-                elif core.jobs.live:
-                    time.sleep(min(remaining, 0.01))  # jobs are delivered by the GUI thread
-        return True
-
-    def statistics(self) -> ManagerStatistics:
-        """Return a frozen snapshot of every pool's counters."""
-        return self._core.statistics()
-
-    def _start_statistics(self) -> None:
-        if not self._stats_timer.isActive():
-            self._stats_timer.start()
-
-    def _publish_statistics(self) -> None:
-        stats = self._core.statistics()
-        if stats != self._last_statistics:
-            self._last_statistics = stats
-            self.statistics_changed.emit(stats)
-        elif not stats.busy:
-            self._stats_timer.stop()
-
-    # -- threads ------------------------------------------------------------------------
-
-    def call_in_gui_thread(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        """Run ``fn`` on the GUI thread from any thread; return a ``Future`` of its result.
-
-        Works from QThreads, ``concurrent.futures`` threads and plain
-        ``threading.Thread`` s alike (unlike ``QTimer.singleShot(0, fn)``, which needs an
-        event loop in the calling thread).  On the GUI thread it runs ``fn`` at once.
-        """
-        return self._core.engine.call_in_gui_thread(fn, *args, **kwargs)
-
-    def watch_tasks(self) -> deque[Any]:
-        """Return a deque that receives every task (and long job) started from now on.
-
-        For views that refresh in batches (``TaskTableModel``): appending costs the
-        submitter ~0.05 µs, and no signal is emitted per task.  Call
-        :meth:`unwatch_tasks` when done.
-        """
-        watcher: deque[Any] = deque()
-        self._core.watchers.append(watcher)
-        return watcher
-
-    def unwatch_tasks(self, watcher: deque[Any]) -> None:
-        """Stop feeding a deque returned by :meth:`watch_tasks`."""
-        watchers = self._core.watchers
-        if watcher in watchers:
-            watchers.remove(watcher)
-
-    def threads(self) -> list[threading.Thread]:
-        """Every live worker thread of every pool (for leak checks in tests)."""
-        return [thread for pool in self._core.pools.values() for thread in pool.threads()]
-
-    # -- cancelling and shutting down -----------------------------------------------------
-
-    def cancel_all(self) -> int:
-        """Cancel every live task and long job.  Returns how many this call cancelled."""
-        core = self._core
-        return sum(task.cancel() for task in core.live_tasks()) + core.jobs.cancel_all("cancelled")
-
-    # -- long jobs (issue 3) ------------------------------------------------------------
-
-    def live_jobs(self) -> list[Any]:
-        """Long jobs (``LongJob``) started and not yet delivered (a snapshot, oldest first)."""
-        return self._core.jobs.live_jobs()
-
-    # -- end long jobs
-
-    def shutdown(
-        self, timeout: float | None = None, *, cancel_pending: bool = True
-    ) -> ShutdownReport:
-        """Stop all work within ``timeout`` seconds; never aborts, never hangs.
-
-        With ``cancel_pending`` (the default) queued tasks are cancelled and running
-        ones are asked to stop (they end cancelled at once; ``ctx.cancelled`` turns
-        True).  Without it, queued and running work may finish until the timeout, then
-        what is left is cancelled.  Finally the outcomes are delivered (on the GUI
-        thread) so every task ends with ``finished``.  Functions still running after the
-        timeout are listed in the report and logged; their daemon threads do not hold
-        the process's exit.  Idempotent: later calls return the first report.
-
-        Called automatically, with :attr:`shutdown_timeout`, when the ``QApplication``
-        is destroyed and at interpreter exit (before ``concurrent.futures`` and
-        ``threading`` join their threads) — but *not* at ``aboutToQuit``: that signal
-        comes every time the event loop returns (each qasync ``run_until_complete``), and
-        an application's own ``aboutToQuit`` handlers may still submit and wait for
-        cleanup work.  See the guide's "Quitting".
-        """
-        report = self._core.shutdown(timeout, cancel_pending)
-        self._stats_timer.stop()
-        return report
-
-    def __enter__(self) -> WorkerManager:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.shutdown()
-
-    def __repr__(self) -> str:
-        core = self._core
-        state = "shut down" if core.closed else ("busy" if core.busy else "idle")
-        return f"<WorkerManager pools={list(core.pools)} {state}>"
-
-
-def manager_core(manager: WorkerManager) -> _ManagerCore:
-    """The plain object behind ``manager`` (for the package: long jobs use it as their host)."""
-    return manager._core
-
-
 def _fills_ctx(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
     """True if ``args`` reach ``fn``'s positional ``ctx`` parameter (the manager's to pass)."""
     slot = positional_slot(fn, "ctx")
     return slot is not None and len(args) > slot
-
-
-#: The process-wide default manager (``default_manager()``).
-DEFAULT_MANAGER: DefaultSlot[WorkerManager] = DefaultSlot(lambda manager: manager._core.closed)
-
-
-def default_manager() -> WorkerManager:
-    """Return the application's manager: the first ``WorkerManager`` it created.
-
-    ``LongJob``, ``SubprocessJob``, ``asyncify``, ``attach_loop`` and ``TaskGroup`` use it
-    when no ``manager=`` is given, so an application that creates one manager (the
-    usual case) has exactly one, whichever API it uses: one set of bounded pools, one
-    place to watch them and to shut them down.
-
-    The first ``WorkerManager`` created while there is no open default becomes the
-    default (unless created with ``default=False``); if there is none, this creates one
-    on first use (on the GUI thread).  A default that was shut down or destroyed is
-    replaced the same way.  Libraries should accept a manager rather than reach for
-    this.
-    """
-    return DEFAULT_MANAGER.get(_new_manager)
-
-
-def set_default_manager(manager: WorkerManager | None) -> None:
-    """Replace (or clear, with None) the application's default manager."""
-    DEFAULT_MANAGER.set(manager)
-
-
-def _new_manager() -> WorkerManager:
-    # Not the default by itself: the slot holds it (strongly) once it is made.
-    return WorkerManager(default=False)
