@@ -41,7 +41,7 @@ from .._worker import Worker
 from ._hosting import Hosting, ManagerFace
 from ._options import KEY_POLICIES, KeyPolicy, TaskOptions
 
-__all__ = ("ManagerCore", "fills_ctx")
+__all__ = ("ManagerCore",)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -131,7 +131,7 @@ class ManagerCore(Hosting):
         mode = call_mode(fn)
         task: TaskHandle[T] = TaskHandle(fn, args, kwargs, self.engine, opts.name, mode=mode)
         if mode:
-            if mode == WANTS_CTX and ("ctx" in kwargs or (args and fills_ctx(fn, args))):
+            if mode == WANTS_CTX and ("ctx" in kwargs or (args and _fills_ctx(fn, args))):
                 raise TypeError(
                     f"{task.name} declares 'ctx': the task context is passed by the manager, "
                     "do not pass ctx yourself (by keyword, or as one positional argument "
@@ -281,7 +281,7 @@ class ManagerCore(Hosting):
         return None
 
 
-def fills_ctx(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+def _fills_ctx(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
     """True if ``args`` reach ``fn``'s positional ``ctx`` parameter (the manager's to pass)."""
     slot = positional_slot(fn, "ctx")
     return slot is not None and len(args) > slot
