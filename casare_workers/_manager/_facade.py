@@ -382,7 +382,7 @@ class WorkerManager(QObject):
 
 
 def manager_core(manager: WorkerManager) -> ManagerCore:
-    """The plain object behind ``manager`` (for the package: long jobs use it as their host)."""
+    """The plain object behind ``manager`` (long jobs and the bridge use it as their host)."""
     return manager._core
 
 
