@@ -61,8 +61,8 @@ class PoolConfig:
             and replaced.
         memory_per_worker: Process pools: bytes one worker process needs.  When given,
             the pool runs at most ``available_memory / (memory_per_worker * 1.5)``
-            processes (half as much again per worker: each process also carries its own
-            interpreter and copies; at least 1), measured when it is built.
+            processes (each counted at 1.5 times its need: a process also carries its
+            own interpreter; at least 1), measured when it is built.
         address: Dask pools: the scheduler's address, e.g. ``"tcp://10.0.0.5:8786"``.
         client: Dask pools: an existing synchronous ``distributed.Client`` to use
             instead of an address (the pool does not close it).
