@@ -1,6 +1,8 @@
-"""Pool configuration: the seed note's sizing rules, environment overrides, validation.
+"""Pool configuration: default sizes per machine, environment overrides, validation.
 
-Sizes follow the project's seed note (``ExecutorConfig``):
+Default sizes: the I/O pool has more threads than cores, since its work mostly waits
+(about ``cores * (1 + wait / compute)``, capped); the CPU pool one process per core but
+one, headroom for the GUI thread; a few threads for light background chores:
 
 ========== ========= ===================================== ==============================
 pool       kind      default size                          environment variable
@@ -15,10 +17,10 @@ the default.  Extra pools are added in code (``WorkerManager(pools={"db": 3})``)
 size given for an existing pool keeps that pool's kind.
 
 Kinds: ``"thread"`` (daemon threads, ``_pools._threadpool``), ``"process"`` (worker
-processes that survive crashes, ``_pools._processpool``; the seed note's pool for OCR,
-image comparison and PDF parsing) and ``"dask"`` (a Dask cluster, ``_pools._daskpool``;
-needs the ``casare_workers[dask]`` extra).  ``_pools._pool.build_pool`` maps a kind to
-its class.
+processes that survive crashes, ``_pools._processpool``; for CPU-bound work such as
+OCR, image comparison and PDF parsing, which the GIL would serialise on threads) and
+``"dask"`` (a Dask cluster, ``_pools._daskpool``; needs the ``casare_workers[dask]``
+extra).  ``_pools._pool.build_pool`` maps a kind to its class.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class PoolConfig:
             and replaced.
         memory_per_worker: Process pools: bytes one worker process needs.  When given,
             the pool runs at most ``available_memory / (memory_per_worker * 1.5)``
-            processes (the seed note's rule; at least 1), measured when it is built.
+            processes (each counted at 1.5 times its need: a process also carries its
+            own interpreter; at least 1), measured when it is built.
         address: Dask pools: the scheduler's address, e.g. ``"tcp://10.0.0.5:8786"``.
         client: Dask pools: an existing synchronous ``distributed.Client`` to use
             instead of an address (the pool does not close it).
@@ -130,7 +133,7 @@ def _cpu_count() -> int:
 
 
 def default_pool_configs() -> dict[str, PoolConfig]:
-    """Return the seed note's three pools sized for this machine (no environment)."""
+    """Return the three default pools sized for this machine (no environment)."""
     cpus = _cpu_count()
     return {
         "io": PoolConfig(min(20, cpus * 2 + 4)),

@@ -150,7 +150,7 @@ class PoolExecutor(concurrent.futures.ThreadPoolExecutor):
         if not wait:
             return
         # On the application's way out (the loop closing after aboutToQuit) this wait and
-        # the manager's own at exit share one deadline: see _ManagerCore.quit_deadline.
+        # the manager's own at exit share one deadline: see ManagerCore.quit_deadline.
         deadline = self._host.quit_deadline()
         for task in tasks:
             if not task.wait(max(0.0, deadline - time.monotonic())):

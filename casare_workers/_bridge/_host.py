@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._manager import manager_core
+
 if TYPE_CHECKING:
     from .._core._handle import TaskHandle
     from .._engine import DeliveryEngine
@@ -71,5 +73,5 @@ def host_of(
         UnknownPoolError: The manager has no pool called ``pool``.
     """
     options = manager.options(pool=pool, name=name)
-    host: ExecutorHost = options.core
+    host: ExecutorHost = manager_core(manager)
     return host, options

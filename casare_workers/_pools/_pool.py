@@ -193,7 +193,7 @@ def still_queued(tasks: Iterable[TaskHandle[Any]]) -> list[TaskHandle[Any]]:
 
 
 def build_pool(name: str, config: PoolConfig) -> Pool:
-    """Build the pool ``name`` as ``config.kind`` says (``_ManagerCore`` calls this).
+    """Build the pool ``name`` as ``config.kind`` says (the manager's core calls this).
 
     Raises:
         ConfigurationError: The kind is unknown, or its optional dependency is missing
