@@ -1,29 +1,27 @@
 """casare_workers: a Qt-native worker framework for PySide6 applications.
 
-Layers, bottom up (one private module each):
+Layers, bottom up (docs/architecture.md draws them; tests/test_architecture.py checks
+that imports point down, that no module reads another's private names, and module size):
 
-* ``_selfcheck``  refuses a Qt binding that corrupts reference counts (checked at import)
-* ``_engine``     the delivery engine: batches results and coalesced progress onto the
-                  GUI thread within a time budget
-* ``_task``       TaskHandle / TaskContext / TaskError: one task's state machine
-* ``_pools/``     the pools (see its ``__init__``): bounded daemon-thread pools with
-                  priorities, worker processes that survive crashes, a Dask cluster
-                  (optional: ``casare_workers[dask]``), chunked ``map`` over any of them
-* ``_worker``     Worker (a QRunnable) + WorkerSignals, the pattern PySide users know
-* ``_progress``   to_percent: (current, total) progress for one-argument slots
-* ``_jobs``       work with a thread of its own: LongJob (a QThread for long work that
-                  never aborts the process), LoopThread (one persistent thread with an
-                  asyncio loop and an initializer), SubprocessJob / run_process (commands
-                  streamed line by line, tree kill)
-* ``_closing``    the window-close half of ``owner=`` (destruction is ``_owners``)
-* ``_manager``    WorkerManager: named pools, options (owner, key, timeout), statistics,
-                  shutdown
-* ``_gc``         cyclic garbage collection on the GUI thread only (opt-in)
-* ``_model``, ``_delegate``  TaskTableModel + ProgressBarDelegate for any QTableView
-* ``_bridge``     the qasync bridge: ``await`` on handles, async slots, task groups, the
-                  pools as the loop's default executor, sync<->async without nested loops
-                  (imports asyncio; qasync only ever recognised, never imported)
-* ``pytest_plugin`` fixtures for testing code that uses the library
+* foundation: ``_errors``, ``_validation``, ``_config``, ``_introspect``, ``_report``,
+  ``_selfcheck`` (refuses a Qt binding that corrupts reference counts, at import)
+* Qt plumbing: ``_engine`` (the delivery engine: results and coalesced progress onto the
+  GUI thread in batches, within a time budget, with a rescuer for lost wake-ups),
+  ``_signals`` (WorkerSignals and their ports), ``_owners`` and ``_closing`` (an owner's
+  death and its window's close), ``_gc``, ``_watchdog`` (timeouts)
+* ``_core/``    one task: its single outcome, the interface pools drive it through, its
+  context and its delivery (TaskHandle, TaskContext, TaskFailure, TaskState)
+* ``_pools/``   thread pools with priorities, ``map``, worker processes that survive
+  crashes, a Dask cluster (optional: ``casare_workers[dask]``)
+* ``_worker``   Worker (a QRunnable) + WorkerSignals, the pattern PySide users know;
+  ``_progress``: to_percent
+* ``_manager/`` WorkerManager: named pools, options (owner, key, timeout), statistics,
+  shutdown, the default manager
+* loaded on first use: ``_jobs/`` (LongJob, LoopThread, SubprocessJob / run_process),
+  ``_bridge/`` (the qasync bridge: ``await`` on handles, async slots, task groups, the
+  pools as the loop's executor, sync<->async without nested loops; imports asyncio),
+  ``_model`` / ``_delegate`` (TaskTableModel, ProgressBarDelegate; import QtWidgets)
+* ``lowlevel`` (the engine, the GUI-thread collector), ``pytest_plugin`` (fixtures)
 """
 
 from __future__ import annotations

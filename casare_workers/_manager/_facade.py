@@ -26,7 +26,6 @@ from PySide6.QtCore import (
     QCoreApplication,
     QMetaMethod,
     QObject,
-    Qt,
     QTimer,
     Signal,
 )
@@ -128,6 +127,8 @@ class WorkerManager(QObject):
         register_final_shutdown(core, app)
         # Direct: the manager may be destroyed on another thread (the cyclic GC), where
         # a queued call would be discarded with the object (see _owners).
+        from PySide6.QtCore import Qt  # on use: see casare_workers._signals
+
         core_ref: weakref.ref[Stoppable] = weakref.ref(core)
         self.destroyed.connect(
             functools.partial(abandon, core_ref), Qt.ConnectionType.DirectConnection

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 import shiboken6
-from PySide6.QtCore import QCoreApplication, QObject, Qt
+from PySide6.QtCore import QCoreApplication, QObject
 
 from ._stats import ShutdownReport
 
@@ -92,6 +92,8 @@ def register_final_shutdown(core: Stoppable, app: QCoreApplication) -> None:
     and this one is registered after the pools imported ``concurrent.futures``).
     """
     global _exit_hooked
+    from PySide6.QtCore import Qt  # on use: see casare_workers._signals
+
     with _final_lock:
         _live_cores.add(core)
         if app not in _hooked_apps:
