@@ -679,7 +679,7 @@ def test_manager_needs_gui_thread(qapp: Any) -> None:
     assert "GUI thread" in str(errors[0])
 
 
-def test_slots_closing_over_the_handle_do_not_leak_it(manager: WorkerManager) -> None:
+def test_slots_closing_over_the_handle_do_not_leak_it(manager: WorkerManager, qtbot: Any) -> None:
     import gc
     import weakref
 
@@ -694,6 +694,9 @@ def test_slots_closing_over_the_handle_do_not_leak_it(manager: WorkerManager) ->
     refs = [submit_one() for _ in range(20)]
     assert manager.wait_for_done(5)
     assert len(seen) == 40
+    # A worker thread lets go of the task it ran just after settling it, possibly after
+    # the delivery: wait until no thread holds one.
+    qtbot.waitUntil(lambda: manager.statistics()["io"].busy == 0, timeout=5000)
     gc.collect()
     assert [r for r in refs if r() is not None] == []
 

@@ -36,7 +36,21 @@ if TYPE_CHECKING:
     from .._signals import WorkerSignals
     from ._host import TaskHost
 
-__all__ = ("CONTEXT_GRACE_MS", "Continuation", "Delivery", "check_context")
+__all__ = (
+    "CONTEXT_GRACE_MS",
+    "Continuation",
+    "Delivery",
+    "check_context",
+    "continuations_lock",
+)
+
+#: Guards every task's continuation list and the step into delivery: ``then()`` appends
+#: under it (any thread), ``_deliver`` takes the list under it (GUI thread).  Not the
+#: pool's lock, which the worker threads hold to pop and settle: a GUI thread blocked on
+#: a lock a running worker holds gets the GIL back only at the worker's next switch
+#: interval, a convoy that made delivery cost 15 µs a task with 2 000 in flight and
+#: 60-90 µs with 20 000 (``benchmarks/bench_hotpath.py``).  Held for a few bytecodes.
+continuations_lock = threading.Lock()
 
 logger = logging.getLogger("casare_workers")
 
@@ -137,7 +151,7 @@ class Delivery(Execution[T]):
         nor an awaiter may deliver this task a second time or emit progress after its
         outcome.
         """
-        with self._lock:
+        with continuations_lock:
             if self._delivery:
                 return
             self._delivery = 1

@@ -29,7 +29,7 @@ from PySide6.QtCore import QObject
 from .._errors import AlreadyStartedError, BlockingCallError
 from .._introspect import call_mode
 from .._signals import WorkerSignals
-from ._delivery import Continuation, Delivery, check_context
+from ._delivery import Continuation, Delivery, check_context, continuations_lock
 from ._failure import TaskFailure
 from ._outcome import Outcome, reject_callbacks
 from ._state import TaskState
@@ -400,7 +400,7 @@ class TaskHandle(Delivery[T]):
         ):
             reject_callbacks(on_result=on_result, on_error=on_error, on_cancelled=on_cancelled)
         cont: Continuation = (on_result, on_error, on_cancelled, context, context is not None)
-        with self._lock:
+        with continuations_lock:
             if not self._delivery:
                 if self._callbacks is None:
                     self._callbacks = []
