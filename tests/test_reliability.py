@@ -9,6 +9,7 @@ prints the tasks run, the faults injected and what was lost or duplicated::
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import multiprocessing
@@ -206,6 +207,72 @@ def test_submits_from_16_threads_and_the_gui_thread_are_all_delivered(
     assert sorted(delivered) == list(range(17 * per_thread))
     assert set(delivered.values()) == {1}
     assert len(handles) + len(gui) == 17 * per_thread
+
+
+@pytest.mark.slow
+def test_a_saturated_pool_under_submits_and_cancels_from_many_threads_stays_exact(
+    qapp: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two threads kept busy by 8 submitting threads and the GUI thread: submits often
+    # find the pool's lock taken with every thread running and go through the inbox.
+    per_thread, submitters = 2000, 8
+    total = (submitters + 1) * per_thread
+    ended: Counter[int] = Counter()
+    outcomes: Counter[str] = Counter()
+    record_lock = threading.Lock()
+    barrier = threading.Barrier(submitters + 1, timeout=10)
+
+    def record(key: int, outcome: str) -> None:
+        with record_lock:
+            ended.update([key])
+            outcomes.update([outcome])
+
+    def on_result(key: int, _value: int) -> None:
+        record(key, "result")
+
+    def submit_all(manager: WorkerManager, base: int) -> list[TaskHandle[int]]:
+        barrier.wait()
+        mine = []
+        for i in range(per_thread):
+            key = base + i
+            handle = manager.submit(abs, -key)
+            handle.then(
+                functools.partial(on_result, key),
+                on_cancelled=functools.partial(record, key, "cancelled"),
+            )
+            if i % 7 == 0:
+                handle.cancel()
+            mine.append(handle)
+        return mine
+
+    with WorkerManager(pools={"io": 2}) as manager:
+        results: list[list[TaskHandle[int]]] = []
+        threads = [
+            threading.Thread(
+                target=lambda n=n: results.append(submit_all(manager, n * per_thread))
+            )
+            for n in range(1, submitters + 1)
+        ]
+        for thread in threads:
+            thread.start()
+        results.append(submit_all(manager, 0))
+        for thread in threads:
+            thread.join(60)
+        assert manager.wait_for_done(120)
+        stats = manager.statistics()["io"]
+    with capsys.disabled():
+        print(
+            f"\nsaturated pool: {total} tasks from {submitters} threads + the GUI thread on 2 "
+            f"threads, {outcomes['cancelled']} cancelled; lost {total - len(ended)}, "
+            f"duplicated {sum(n > 1 for n in ended.values())}"
+        )
+    assert sorted(ended) == list(range(total))
+    assert set(ended.values()) == {1}
+    assert sum(len(r) for r in results) == total
+    assert (stats.submitted, stats.queued, stats.running) == (total, 0, 0)
+    assert stats.succeeded == outcomes["result"]
+    assert stats.cancelled == outcomes["cancelled"]
+    assert stats.failed == 0
 
 
 @pytest.mark.slow

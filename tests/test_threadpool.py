@@ -165,3 +165,102 @@ def test_priority_levels_are_released_once_their_work_has_run(qapp: Any) -> None
     assert pool.priority_levels() == 0  # nothing queued: no level kept
     pool.stop()
     assert pool.join(time.monotonic() + 10)
+
+
+def _saturate(
+    manager: WorkerManager, gate: threading.Event, threads: int = 2
+) -> list[TaskHandle[None]]:
+    """Occupy every thread of pool "io" with tasks blocked on ``gate``; return them."""
+    started = threading.Barrier(threads + 1, timeout=10)
+
+    def block() -> None:
+        started.wait()
+        gate.wait(10)
+
+    blockers = [manager.submit(block) for _ in range(threads)]
+    started.wait()  # every thread exists and is running a task
+    return blockers
+
+
+def _consistent(stats: Any) -> bool:
+    parts = stats.queued + stats.running + stats.succeeded + stats.failed + stats.cancelled
+    return bool(stats.submitted == parts)
+
+
+def test_a_submit_that_finds_the_lock_taken_while_every_thread_runs_does_not_wait(
+    qapp: Any,
+) -> None:
+    from casare_workers._manager import manager_core
+
+    gate = threading.Event()
+    with WorkerManager(pools={"io": 2}) as manager:
+        pool = manager_core(manager).pool("io")
+        blockers = _saturate(manager, gate)
+        # Held as a worker holds it between two tasks.  (On a pool that waited for its
+        # lock in submit, this submit from the lock's own holder would never return.)
+        assert pool.lock.acquire(timeout=5)
+        try:
+            handle = manager.submit(abs, -5)
+            assert handle.state is TaskState.PENDING  # in the inbox, not queued yet
+        finally:
+            pool.lock.release()
+        stats = pool.statistics()  # a snapshot takes the inbox in first
+        assert handle.state is TaskState.QUEUED
+        assert (stats.submitted, stats.queued, stats.running) == (3, 1, 2)
+        assert _consistent(stats)
+        gate.set()
+        assert wait_for_handle(handle) == 5
+        assert all(wait_for_handle(b) is None for b in blockers)
+        assert manager.wait_for_done(5)
+        final = pool.statistics()
+        assert (final.submitted, final.succeeded, final.queued) == (3, 3, 0)
+
+
+def test_a_task_cancelled_in_the_inbox_never_runs_and_is_counted_once(qapp: Any) -> None:
+    from casare_workers._manager import manager_core
+
+    gate = threading.Event()
+    ran: list[int] = []
+    with WorkerManager(pools={"io": 2}) as manager:
+        pool = manager_core(manager).pool("io")
+        blockers = _saturate(manager, gate)
+        assert pool.lock.acquire(timeout=5)
+        try:
+            handle = manager.submit(ran.append, 1)
+        finally:
+            pool.lock.release()
+        assert handle.cancel()
+        stats = pool.statistics()
+        assert (stats.submitted, stats.queued, stats.cancelled) == (3, 0, 1)
+        assert _consistent(stats)
+        gate.set()
+        assert all(wait_for_handle(b) is None for b in blockers)
+        assert manager.wait_for_done(5)
+        assert handle.cancelled()
+        assert ran == []
+        final = pool.statistics()
+        assert (final.submitted, final.succeeded, final.cancelled) == (3, 2, 1)
+        assert _consistent(final)
+
+
+def test_inbox_tasks_keep_submission_order_with_the_queued_ones(qapp: Any) -> None:
+    from casare_workers._manager import manager_core
+
+    gate = threading.Event()
+    order: list[int] = []
+    with WorkerManager(pools={"io": 1}) as manager:
+        pool = manager_core(manager).pool("io")
+        blockers = _saturate(manager, gate, threads=1)
+        first = manager.submit(order.append, 1)  # the lock free: queued at once
+        assert pool.lock.acquire(timeout=5)
+        try:
+            second = manager.submit(order.append, 2)  # into the inbox
+        finally:
+            pool.lock.release()
+        third = manager.submit(order.append, 3)  # takes the inbox in first (or joins it)
+        pool.statistics()  # a snapshot takes in whatever is left in the inbox
+        assert [h.state for h in (first, second, third)] == [TaskState.QUEUED] * 3
+        gate.set()
+        for h in (*blockers, first, second, third):
+            wait_for_handle(h)
+        assert order == [1, 2, 3]  # one thread: run in submission order, each once
