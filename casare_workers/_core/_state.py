@@ -11,7 +11,10 @@ class TaskState(enum.Enum):
     """Where a task is in its life."""
 
     PENDING = "pending"
-    """Created (a ``Worker``) but not started yet."""
+    """Created (a ``Worker``) but not started yet; or just submitted to a thread pool
+    whose every thread was busy, until the pool's next bookkeeping step queues it
+    (usually microseconds; at the latest when a thread comes back for work, or when
+    ``statistics()`` or a shutdown looks at the queue)."""
     QUEUED = "queued"
     """Waiting in a pool for a free worker."""
     RUNNING = "running"
