@@ -105,14 +105,12 @@ class Worker(QRunnable, Generic[T]):
                 )
             target = fn
             name = name_of(fn)
-        engine = get_engine()
-        signals = WorkerSignals()
-        if not engine.is_gui_thread():
-            # Emitted from the GUI thread; its slots' default connection type follows.
-            signals.moveToThread(engine.thread())
-        # The runnable holds no reference of its own to the signals: see the module doc.
+        # The signals object is the handle's, made on first use of ``worker.signals``
+        # (a QObject costs ~15 µs, most of a Worker's construction, and a worker whose
+        # signals nobody connects needs none); the runnable holds no reference of its
+        # own to it: see the module doc.
         #: The handle of this worker's task (state, cancel, result, then()).
-        self.handle: TaskHandle[T] = TaskHandle(target, args, kwargs, engine, name, signals)
+        self.handle: TaskHandle[T] = TaskHandle(target, args, kwargs, get_engine(), name)
         self._close_listener: _CancelOnClose | None = None
 
     @property
