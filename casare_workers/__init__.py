@@ -48,7 +48,6 @@ from ._errors import (  # noqa: E402
     ManagerShutdownError,
     NoApplicationError,
     NoEventLoopError,
-    SerializationError,
     TaskCancelledError,
     TaskTimeoutError,
     ThreadClosedError,
@@ -99,6 +98,7 @@ _LAZY: dict[str, str] = {
     "run_process": "._jobs._process",
     "wait_signal": "._bridge",
     "WorkerCrashedError": "._errors",
+    "SerializationError": "._errors",
 }
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ if TYPE_CHECKING:
         wait_signal,
     )
     from ._delegate import ProgressBarDelegate
-    from ._errors import WorkerCrashedError
+    from ._errors import SerializationError, WorkerCrashedError
     from ._jobs._context import JobContext
     from ._jobs._longjob import LongJob
     from ._jobs._loopthread import LoopThread, LoopThreadOptions

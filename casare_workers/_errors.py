@@ -28,7 +28,6 @@ raised by the library itself, each mixing in the builtin it refines so existing
 from __future__ import annotations
 
 import concurrent.futures
-import pickle
 import threading
 from typing import TYPE_CHECKING
 
@@ -136,28 +135,41 @@ class TaskCancelledError(CasareWorkersError, concurrent.futures.CancelledError):
     """
 
 
-class SerializationError(CasareWorkersError, pickle.PicklingError):
-    """Work, a result or an exception cannot cross a process (or machine) boundary.
-
-    Raised by ``submit``/``map`` on a process or Dask pool when the function or an
-    argument cannot be pickled (the message names which one), before anything is queued.
-    A task ends with it when its result cannot be sent back, or when the exception it
-    raised cannot be rebuilt in the GUI process (the message then carries the original
-    exception's type and text, and the remote traceback is attached as ``__cause__``).
-    """
-
-
 if TYPE_CHECKING:
+    import pickle
     from concurrent.futures.process import BrokenProcessPool
+
+    class SerializationError(CasareWorkersError, pickle.PicklingError):
+        """Work, a result or an exception cannot cross a process boundary (see below)."""
 
     class WorkerCrashedError(CasareWorkersError, BrokenProcessPool):
         """The worker process running a task died (defined on first use, below)."""
 
 
+# The two errors of the process and Dask pools refine classes of modules that
+# ``import casare_workers`` does not otherwise need: ``pickle`` (~6 ms) and
+# ``concurrent.futures.process``, which imports multiprocessing (tens of milliseconds).
+# Each is defined on first use (by those pools, or by a caller naming it) instead.
+
+
+def _define_serialization_error() -> type[CasareWorkersError]:
+    import pickle
+
+    class SerializationError(CasareWorkersError, pickle.PicklingError):
+        """Work, a result or an exception cannot cross a process (or machine) boundary.
+
+        Raised by ``submit``/``map`` on a process or Dask pool when the function or an
+        argument cannot be pickled (the message names which one), before anything is
+        queued.  A task ends with it when its result cannot be sent back, or when the
+        exception it raised cannot be rebuilt in the GUI process (the message then
+        carries the original exception's type and text, and the remote traceback is
+        attached as ``__cause__``).
+        """
+
+    return SerializationError
+
+
 def _define_worker_crashed_error() -> type[CasareWorkersError]:
-    # ``BrokenProcessPool`` lives in ``concurrent.futures.process``, which imports
-    # multiprocessing (tens of milliseconds): the class is defined on first use, by the
-    # process pool or by a caller naming it, not by ``import casare_workers``.
     from concurrent.futures.process import BrokenProcessPool
 
     class WorkerCrashedError(CasareWorkersError, BrokenProcessPool):
@@ -172,15 +184,20 @@ def _define_worker_crashed_error() -> type[CasareWorkersError]:
     return WorkerCrashedError
 
 
+_DEFINED_ON_FIRST_USE = {
+    "SerializationError": _define_serialization_error,
+    "WorkerCrashedError": _define_worker_crashed_error,
+}
 _define_lock = threading.Lock()
 
 
 def __getattr__(name: str) -> object:
-    if name == "WorkerCrashedError":
+    define = _DEFINED_ON_FIRST_USE.get(name)
+    if define is not None:
         with _define_lock:  # one class, whichever thread names it first
             cls = globals().get(name)
             if cls is None:
-                cls = _define_worker_crashed_error()
+                cls = define()
                 # Pickled by reference (module and qualified name), as the other classes
                 # here are once ``casare_workers`` has renamed their module.
                 cls.__qualname__ = name

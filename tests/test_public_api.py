@@ -93,21 +93,25 @@ def test_import_leaves_what_only_some_applications_use_to_first_use() -> None:
 
     script = textwrap.dedent(
         """
-        import pickle, sys
+        import sys
         import casare_workers
         heavy = ("asyncio", "multiprocessing", "concurrent.futures.process", "subprocess",
-                 "PySide6.QtWidgets", "PySide6.QtGui", "casare_workers._bridge",
+                 "pickle", "PySide6.QtWidgets", "PySide6.QtGui", "casare_workers._bridge",
                  "casare_workers._jobs", "casare_workers._model", "casare_workers._delegate")
         print(sorted(name for name in heavy if name in sys.modules))
         assert "LongJob" in dir(casare_workers)
         job, slot = casare_workers.LongJob, casare_workers.async_slot
         assert job.__module__ == slot.__module__ == "casare_workers"
         assert casare_workers.LongJob is job
+        import pickle
         from concurrent.futures.process import BrokenProcessPool
         crashed = casare_workers.WorkerCrashedError
         from casare_workers._errors import WorkerCrashedError
         assert crashed is WorkerCrashedError and issubclass(crashed, BrokenProcessPool)
         assert type(pickle.loads(pickle.dumps(crashed("gone")))) is crashed
+        unpicklable = casare_workers.SerializationError
+        assert issubclass(unpicklable, pickle.PicklingError)
+        assert type(pickle.loads(pickle.dumps(unpicklable("no")))) is unpicklable
         print("ok")
         """
     )
