@@ -31,9 +31,16 @@ class _Cyclic(QObject):
         )
 
 
-def _allocate_containers(n: int) -> int:
-    """Create and keep ``n`` containers: crosses the collector's thresholds many times."""
+def _allocate_containers(n: int, hold: threading.Event | None = None) -> int:
+    """Create and keep ``n`` containers: crosses the collector's thresholds many times.
+
+    With ``hold``, keep them until it is set: the interpreter's young-generation count
+    falls back when they are freed, so a collector that looks only between allocation
+    and release sees the threshold crossed.
+    """
     kept = [[i] for i in range(n)]
+    if hold is not None:
+        hold.wait(30)
     return len(kept)
 
 
@@ -65,8 +72,11 @@ def test_cycles_with_qobjects_die_on_the_gui_thread_while_workers_allocate(
         _Cyclic(died_on)
     # Thousands of threshold crossings on a worker thread: with automatic collection,
     # the worker would free the cycles, and the QObjects with them, on its own thread.
-    handle = manager.submit(_allocate_containers, 300_000)
-    assert wait_for_handle(handle, 60) == 300_000
+    # Held until the cycles died: freed at once, the containers would take the count
+    # back under the threshold, possibly before the collector's next look (seen on
+    # 3.13, whose threshold is 2 000: a 10 ms timer never saw it crossed).
+    hold = threading.Event()
+    handle = manager.submit(_allocate_containers, 300_000, hold)
     try:
         qtbot.waitUntil(lambda: len(died_on) == 50, timeout=10_000)
     except Exception as exc:  # say what the collector saw (seen once on 3.13, in CI)
@@ -75,6 +85,9 @@ def test_cycles_with_qobjects_die_on_the_gui_thread_while_workers_allocate(
             f"collections {before}->{collector.collections}, counts {gc.get_count()}, "
             f"thresholds {gc.get_threshold()}, automatic gc {gc.isenabled()}"
         ) from exc
+    finally:
+        hold.set()
+    assert wait_for_handle(handle, 60) == 300_000
     assert set(died_on) == {threading.get_ident()}
     assert collector.collections > before
 
