@@ -166,10 +166,7 @@ class ThreadPool(TaskCounters):
 
     def _enqueue(self, item: PoolItem, priority: int) -> None:
         # Called with the lock held.
-        queue = self._default if priority == 0 else self._queue_for(priority)
-        if not queue:
-            heapq.heappush(self._levels, -priority)
-        queue.append(item)
+        self._queue_for(priority).append(item)
         self._pending += 1
 
     def _absorb(self) -> None:
@@ -190,10 +187,7 @@ class ThreadPool(TaskCounters):
             return
         with self.lock:
             self._absorb()
-            queue = self._queue_for(priority)
-            if not queue:
-                heapq.heappush(self._levels, -priority)
-            queue.extend(items)
+            self._queue_for(priority).extend(items)
             self._pending += len(items)
             spawn = self._schedule()
         if spawn:
@@ -221,10 +215,13 @@ class ThreadPool(TaskCounters):
             self._monitor_cv.notify()
 
     def _queue_for(self, priority: int) -> deque[PoolItem]:
-        # Called with the lock held; the caller queues work in it at once.
-        queue = self._queues.get(priority)
+        # Called with the lock held; the caller queues work in it at once (so a level is
+        # in the heap exactly while its FIFO holds work).  Level 0's FIFO always exists.
+        queue = self._default if priority == 0 else self._queues.get(priority)
         if queue is None:
             queue = self._queues[priority] = deque()
+        if not queue:
+            heapq.heappush(self._levels, -priority)
         return queue
 
     def _pop(self) -> PoolItem:
