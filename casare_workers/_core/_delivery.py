@@ -47,9 +47,10 @@ __all__ = (
 #: Guards every task's continuation list and the step into delivery: ``then()`` appends
 #: under it (any thread), ``_deliver`` takes the list under it (GUI thread).  Not the
 #: pool's lock, which the worker threads hold to pop and settle: a GUI thread blocked on
-#: a lock a running worker holds gets the GIL back only at the worker's next switch
-#: interval, a convoy that made delivery cost 15 µs a task with 2 000 in flight and
-#: 60-90 µs with 20 000 (``benchmarks/bench_hotpath.py``).  Held for a few bytecodes.
+#: a lock a running worker holds is handed the lock but not the GIL, and runs again only
+#: when that worker next blocks, a convoy that made delivery (drain) cost 58 µs a task
+#: with 20 000 in flight, 26 µs without it (``benchmarks/bench_hotpath.py``).  Held for
+#: a few bytecodes.
 continuations_lock = threading.Lock()
 
 logger = logging.getLogger("casare_workers")
